@@ -1,0 +1,24 @@
+"""Customisation of django-allauth for the portal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.account.adapter import DefaultAccountAdapter
+from django.conf import settings
+from django.http import HttpRequest
+
+
+class PortalAccountAdapter(DefaultAccountAdapter):
+    """Sign-up is closed unless PORTAL_SIGNUP_OPEN; new users become Members."""
+
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        return bool(settings.PORTAL_SIGNUP_OPEN)
+
+    def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
+        from accounts.roles import MEMBERS, assign_role
+
+        user = super().save_user(request, user, form, commit=commit)
+        if commit:
+            assign_role(user, MEMBERS)
+        return user

@@ -1,0 +1,126 @@
+"""Strict parsers for environment variables.
+
+Every setting of the portal comes from the environment. A value that does not parse
+stops start-up with an error naming the variable, so a typo is found at once and not
+as a surprise hours later. Secrets can also be read from a file named by ``NAME_FILE``
+(Docker and systemd credentials).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return value.strip()
+
+
+def env_str(name: str, default: str) -> str:
+    """Return the variable as text, or the default when it is unset or empty."""
+    value = _raw(name)
+    return value if value else default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Return a boolean; only true/false, yes/no, on/off, 1/0 are accepted."""
+    value = _raw(name)
+    if not value:
+        return default
+    word = value.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use true or false.")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return an integer within the given bounds."""
+    value = _raw(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer.") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} is above the maximum of {maximum}.")
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """Return a finite float within the given bounds."""
+    value = _raw(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a finite number.")
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} is above the maximum of {maximum}.")
+    return number
+
+
+def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
+    """Return one of the allowed words."""
+    value = env_str(name, default)
+    if value not in choices:
+        allowed = ", ".join(choices)
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {allowed}.")
+    return value
+
+
+def env_list(name: str, default: Sequence[str]) -> list[str]:
+    """Return a comma-separated list with empty items dropped."""
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_secret(name: str) -> str | None:
+    """Return a secret from ``NAME`` or from the file named by ``NAME_FILE``.
+
+    Setting both is an error, as is a ``NAME_FILE`` that cannot be read or is empty.
+    """
+    direct = _raw(name)
+    file_name = _raw(f"{name}_FILE")
+    if direct and file_name:
+        raise ImproperlyConfigured(f"Set only one of {name} and {name}_FILE.")
+    if file_name:
+        try:
+            secret = Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}.") from None
+        if not secret:
+            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} is empty.")
+        return secret
+    return direct or None
+
+
+def env_url(name: str, schemes: Sequence[str]) -> str | None:
+    """Return a URL whose scheme is one of ``schemes``, or None when unset."""
+    value = env_secret(name)
+    if value is None:
+        return None
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in schemes:
+        raise ImproperlyConfigured(f"{name} must start with one of: {', '.join(s + '://' for s in schemes)}.")
+    return value

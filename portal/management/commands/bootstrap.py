@@ -1,0 +1,37 @@
+"""Create the first admin account, once, and print its generated password."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from accounts.roles import ADMINS, assign_role
+
+
+class Command(BaseCommand):
+    help = "Create the admin account on first run and print its one-time password."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--username", default="admin")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        if (
+            user_model.objects.filter(groups__name=ADMINS).exists()
+            or user_model.objects.filter(is_superuser=True).exists()
+        ):
+            return
+        password = secrets.token_urlsafe(15)
+        admin = user_model.objects.create_user(username=options["username"], password=password)
+        assign_role(admin, ADMINS)
+        # Printed once here; only the hash is stored.
+        self.stdout.write(
+            "\n  First run: an admin account was created.\n"
+            f"    username: {admin.get_username()}\n"
+            f"    password: {password}\n"
+            "  Write the password down now: it is not shown again and not stored in clear text.\n"
+            "  Change it after logging in (Account > Change password).\n"
+        )

@@ -1,0 +1,7 @@
+"""WebSocket URL routes of the portal, collected from the apps."""
+
+from django.urls import URLPattern, URLResolver
+
+from inference.routing import websocket_urlpatterns as inference_routes
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [*inference_routes]

@@ -1,0 +1,184 @@
+"""Logging in and out, MFA, sign-up, and what each role may reach."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.test import Client, override_settings
+
+from accounts.roles import ADMINS, MEMBERS, assign_role
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # allauth keeps rate limits and used TOTP codes in the cache.
+    cache.clear()
+
+
+def login(client: Client, login_name: str, password: str = PASSWORD):
+    return client.post("/accounts/login/", {"login": login_name, "password": password})
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(db):
+    for path in ("/", "/account/"):
+        response = Client().get(path)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+
+
+def test_alice_logs_in_with_her_username(alice):
+    client = Client()
+    response = login(client, "alice")
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_alice_logs_in_with_her_email(alice):
+    client = Client()
+    login(client, "alice@example.com")
+    assert client.get("/account/").context["user"] == alice
+
+
+def test_a_wrong_password_is_refused_with_a_message(alice):
+    client = Client()
+    response = login(client, "alice", "not her password")
+    assert response.status_code == 200
+    assert b"not correct" in response.content
+    assert client.get("/").status_code == 302
+
+
+def test_logout_ends_the_session(alice):
+    client = Client()
+    login(client, "alice")
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_the_login_page_has_no_inline_script(db):
+    body = Client().get("/accounts/login/").content.decode()
+    assert "<script>" not in body
+    assert "onclick=" not in body
+
+
+def test_sign_up_is_closed_by_default(db):
+    response = Client().get("/accounts/signup/")
+    assert b"Sign Up Closed" in response.content or b"closed" in response.content.lower()
+
+
+@override_settings(PORTAL_SIGNUP_OPEN=True, ACCOUNT_EMAIL_VERIFICATION="mandatory")
+def test_open_sign_up_makes_a_member_who_must_verify_the_email(db, mailoutbox):
+    response = Client().post(
+        "/accounts/signup/",
+        {"username": "carol", "email": "carol@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 302
+    carol = get_user_model().objects.get(username="carol")
+    assert carol.groups.filter(name=MEMBERS).exists()
+    assert len(mailoutbox) == 1
+    assert "carol@example.com" in mailoutbox[0].to
+
+
+def test_login_attempts_are_rate_limited(alice):
+    client = Client()
+    for attempt in range(6):
+        login(client, "alice", f"wrong {attempt}")
+    response = login(client, "alice")
+    assert b"Too many failed login attempts" in response.content
+    assert client.get("/").status_code == 302, "even the right password waits out the limit"
+
+
+def _activate_totp(client: Client) -> str:
+    # Turning MFA on asks for the password again first (allauth's reauthentication).
+    page = client.get("/accounts/2fa/totp/activate/")
+    assert page["Location"].startswith("/accounts/reauthenticate/")
+    client.post("/accounts/reauthenticate/", {"password": PASSWORD})
+    page = client.get("/accounts/2fa/totp/activate/")
+    assert page.status_code == 200
+    secret = page.context["form"].secret
+    code = pyotp.TOTP(secret).now()
+    response = client.post("/accounts/2fa/totp/activate/", {"code": code})
+    assert response.status_code == 302, response.content
+    return secret
+
+
+def test_mfa_enrolment_and_login_with_a_totp_code(alice):
+    client = Client()
+    login(client, "alice")
+    secret = _activate_totp(client)
+    assert client.get("/account/").context["mfa_enabled"] is True
+    # Recovery codes are created alongside TOTP.
+    assert client.get("/accounts/2fa/recovery-codes/").status_code == 200
+    client.post("/accounts/logout/")
+    cache.clear()
+
+    second = Client()
+    response = login(second, "alice")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/2fa/authenticate/"
+    assert second.get("/").status_code == 302, "the password alone must not be enough"
+    response = second.post("/accounts/2fa/authenticate/", {"code": pyotp.TOTP(secret).now()})
+    assert response.status_code == 302
+    assert second.get("/").status_code == 200
+
+
+def test_a_wrong_totp_code_is_refused(alice):
+    client = Client()
+    login(client, "alice")
+    _activate_totp(client)
+    client.post("/accounts/logout/")
+    second = Client()
+    login(second, "alice")
+    response = second.post("/accounts/2fa/authenticate/", {"code": "000000"})
+    assert response.status_code == 200
+    assert second.get("/").status_code == 302
+
+
+def nav_names(client: Client) -> set[str]:
+    body = client.get("/").content.decode()
+    return set(re.findall(r'data-nav="([^"]+)"', body))
+
+
+def test_a_member_sees_no_admin_entry_and_gets_no_admin(alice, client_for):
+    client = client_for(alice)
+    assert "admin:index" not in nav_names(client)
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_an_auditor_gets_no_admin(audrey, client_for):
+    client = client_for(audrey)
+    assert "admin:index" not in nav_names(client)
+    assert client.get("/admin/").status_code == 302
+    assert client.get("/admin/auth/user/").status_code == 302
+
+
+def test_an_admin_gets_the_full_admin(adam, client_for):
+    client = client_for(adam)
+    assert "admin:index" in nav_names(client)
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/auth/user/").status_code == 200
+
+
+def test_joining_and_leaving_the_admins_group_grants_and_revokes_staff(bob):
+    assert not bob.is_staff
+    assign_role(bob, ADMINS)
+    bob.refresh_from_db()
+    assert bob.is_staff
+    assert bob.is_superuser
+    assign_role(bob, MEMBERS)
+    bob.refresh_from_db()
+    assert not bob.is_staff
+    assert not bob.is_superuser
+
+
+def test_the_roles_exist_after_migrating(db):
+    from django.contrib.auth.models import Group
+
+    assert set(Group.objects.values_list("name", flat=True)) >= {"Members", "Auditors", "Admins"}

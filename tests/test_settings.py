@@ -1,0 +1,110 @@
+"""Settings come from the environment through strict parsers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from portal import env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DATABASE_URL", "REDIS_URL"))}
+    clean.update({"PORTAL_DATA_DIR": str(tmp_path / "data"), **environ})
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PORTAL_PORT", "eighty"), ("PORTAL_DEBUG", "maybe"), ("PORTAL_ENV", "staging"), ("DATABASE_URL", "mysql://x")],
+)
+def test_a_bad_environment_value_stops_start_up_naming_the_variable(tmp_path, name, value):
+    result = run_manage("check", tmp_path=tmp_path, **{name: value})
+    assert result.returncode != 0
+    assert name in result.stderr
+    assert "ImproperlyConfigured" in result.stderr
+
+
+def test_env_bool_accepts_only_clear_words(monkeypatch):
+    monkeypatch.setenv("X_FLAG", "yes")
+    assert env.env_bool("X_FLAG", False) is True
+    monkeypatch.setenv("X_FLAG", "off")
+    assert env.env_bool("X_FLAG", True) is False
+    monkeypatch.setenv("X_FLAG", "sure")
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG"):
+        env.env_bool("X_FLAG", False)
+
+
+def test_env_int_enforces_bounds(monkeypatch):
+    monkeypatch.setenv("X_PORT", "70000")
+    with pytest.raises(ImproperlyConfigured, match="X_PORT=70000 is above"):
+        env.env_int("X_PORT", 1, maximum=65535)
+
+
+def test_env_float_refuses_nan(monkeypatch):
+    monkeypatch.setenv("X_RATIO", "nan")
+    with pytest.raises(ImproperlyConfigured, match="X_RATIO"):
+        env.env_float("X_RATIO", 0.5)
+
+
+def test_a_secret_can_come_from_a_file(monkeypatch, tmp_path):
+    secret_file = tmp_path / "key"
+    secret_file.write_text("s3cret\n")
+    monkeypatch.setenv("X_SECRET_FILE", str(secret_file))
+    assert env.env_secret("X_SECRET") == "s3cret"
+    monkeypatch.setenv("X_SECRET", "other")
+    with pytest.raises(ImproperlyConfigured, match="only one of X_SECRET and X_SECRET_FILE"):
+        env.env_secret("X_SECRET")
+
+
+def test_an_unreadable_secret_file_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("X_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="X_SECRET_FILE"):
+        env.env_secret("X_SECRET")
+
+
+def test_the_secret_key_is_generated_once_with_mode_0600(tmp_path):
+    assert run_manage("check", tmp_path=tmp_path).returncode == 0
+    key_file = tmp_path / "data" / "secret_key"
+    first = key_file.read_text()
+    assert len(first) >= 50
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert run_manage("check", tmp_path=tmp_path).returncode == 0
+    assert key_file.read_text() == first
+
+
+def test_production_settings_pass_the_deploy_check(tmp_path):
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        tmp_path=tmp_path,
+        PORTAL_ENV="production",
+        PORTAL_ALLOWED_HOSTS="portal.example.com",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_without_allowed_hosts_is_refused(tmp_path):
+    result = run_manage("check", tmp_path=tmp_path, PORTAL_ENV="production")
+    assert result.returncode != 0
+    assert "PORTAL_ALLOWED_HOSTS" in result.stderr
+
+
+def test_a_content_security_policy_is_sent(client):
+    response = client.get("/healthz")
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
