@@ -35,3 +35,8 @@ lint: dev-deps
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 	$(PY) manage.py makemigrations --check --dry-run
+
+# --- Engine environment (vLLM in its own venv; the portal never imports it) -------------
+# (owned by the engine work: see docs/engine.md)
+
+# --- Front-end packages from npm (owned by the chat work: see docs/chat.md) --------------
