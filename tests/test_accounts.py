@@ -100,7 +100,7 @@ def _activate_totp(client: Client) -> str:
     client.post("/accounts/reauthenticate/", {"password": PASSWORD})
     page = client.get("/accounts/2fa/totp/activate/")
     assert page.status_code == 200
-    secret = page.context["form"].secret
+    secret: str = page.context["form"].secret
     code = pyotp.TOTP(secret).now()
     response = client.post("/accounts/2fa/totp/activate/", {"code": code})
     assert response.status_code == 302, response.content

@@ -23,7 +23,7 @@ def test_readyz_reports_each_part(db):
 
 
 def test_readyz_is_503_when_a_part_fails(db, monkeypatch):
-    def broken() -> dict:
+    def broken() -> dict[str, object]:
         raise ConnectionError("cache is down")
 
     monkeypatch.setattr(health, "check_cache", broken)
