@@ -22,12 +22,12 @@ $(STAMPS)/dev: requirements-dev.txt $(STAMPS)/venv
 deps: $(STAMPS)/venv
 dev-deps: $(STAMPS)/dev
 
-run: deps
+run: deps node
 	@$(PY) manage.py migrate --noinput -v0
 	@$(PY) manage.py bootstrap
 	@$(PY) manage.py runportal --no-engine
 
-test: dev-deps
+test: dev-deps node
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: dev-deps
@@ -40,3 +40,11 @@ lint: dev-deps
 # (owned by the engine work: see docs/engine.md)
 
 # --- Front-end packages from npm (owned by the chat work: see docs/chat.md) --------------
+# The stamp lives inside node_modules, so deleting that folder reinstalls it.
+NODE_STAMP := node_modules/.portal-installed
+node: $(NODE_STAMP)
+
+# npm ci installs exactly package-lock.json; --ignore-scripts: no install scripts run.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
