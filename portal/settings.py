@@ -246,5 +246,7 @@ ENGINE_VENV = Path(env_str("PORTAL_ENGINE_VENV", str(BASE_DIR / ".venv-engine"))
 ENGINE_CONNECT_TIMEOUT = env_float("PORTAL_ENGINE_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 ENGINE_FIRST_TOKEN_TIMEOUT = env_float("PORTAL_ENGINE_FIRST_TOKEN_TIMEOUT", 120.0, minimum=1.0)
 ENGINE_CHUNK_TIMEOUT = env_float("PORTAL_ENGINE_CHUNK_TIMEOUT", 60.0, minimum=1.0)
+# A supervisor heartbeat older than this means its states are stale (engine counted stopped).
+ENGINE_HEARTBEAT_TIMEOUT = env_float("PORTAL_ENGINE_HEARTBEAT_TIMEOUT", 30.0, minimum=5.0)
 
 # --- Chat (chat app) -------------------------------------------------------------------

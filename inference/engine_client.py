@@ -1,0 +1,229 @@
+"""The portal's one way to talk to a model: streamed chat completions from a ready engine.
+
+One pooled ``httpx.AsyncClient`` per event loop (Daphne runs one loop per process). The
+connect, first-token and between-chunk timeouts are separate settings, because a long
+prompt may take a while to prefill, but a stream that stalls mid-answer is broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+
+
+@dataclass
+class ChatRequest:
+    """One chat completion: structured messages; the engine applies the model's template."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    reasoning_effort: str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class ChatDelta:
+    """A piece of the answer: text, reasoning text, the finish reason, or the final usage."""
+
+    content: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+class EngineError(Exception):
+    """The engine could not answer.
+
+    ``code`` is one of 'engine_unavailable' (no ready engine; ``state`` and ``progress``
+    say why), 'engine_timeout', 'engine_error' (vLLM answered with an HTTP error; ``status``
+    is its status code and ``message`` its explanation), 'engine_disconnected' (the stream
+    broke off mid-answer).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        state: str | None = None,
+        progress: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.state = state
+        self.progress = progress
+        self.status = status
+
+
+@dataclass
+class _Pool:
+    clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = field(default_factory=dict)
+
+
+_pool = _Pool()
+
+
+def _client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    for other in [known for known in _pool.clients if known.is_closed()]:
+        del _pool.clients[other]
+    client = _pool.clients.get(loop)
+    if client is None or client.is_closed:
+        # Read timeouts are enforced per chunk in stream_chat; httpx only bounds connecting.
+        timeout = httpx.Timeout(connect=settings.ENGINE_CONNECT_TIMEOUT, read=None, write=30.0, pool=30.0)
+        limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
+        client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+        _pool.clients[loop] = client
+    return client
+
+
+async def aclose_client() -> None:
+    """Close this event loop's pooled client (e.g. at shutdown or the end of a test)."""
+    client = _pool.clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
+def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": target.served_model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.reasoning_effort is not None and target.reasoning:
+        body["reasoning_effort"] = request.reasoning_effort
+    return body
+
+
+def _error_message(raw: bytes, status: int) -> str:
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:500]
+        if payload.get("message"):
+            return str(payload["message"])[:500]
+    return f"HTTP {status}"
+
+
+def _delta(chunk: dict[str, Any]) -> ChatDelta | None:
+    usage = chunk.get("usage")
+    choices = chunk.get("choices") or []
+    delta = ChatDelta()
+    if choices:
+        choice = choices[0]
+        piece = choice.get("delta") or {}
+        delta.content = piece.get("content") or ""
+        delta.reasoning = piece.get("reasoning") or piece.get("reasoning_content") or ""
+        delta.finish_reason = choice.get("finish_reason")
+    if isinstance(usage, dict) and not choices:
+        delta.usage = {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    if delta.content or delta.reasoning or delta.finish_reason or delta.usage:
+        return delta
+    return None
+
+
+async def stream_chat(request: ChatRequest) -> AsyncIterator[ChatDelta]:
+    """Stream one chat completion from the least-loaded ready engine serving the model.
+
+    Yields deltas as they arrive; the last one carries ``usage``. Raises :class:`EngineError`.
+    Closing the generator closes the HTTP response, which makes vLLM abort the request.
+    """
+    try:
+        target = await sync_to_async(pick_engine, thread_sensitive=False)(request.model)
+    except EngineUnavailable as exc:
+        raise EngineError("engine_unavailable", exc.message, state=exc.state, progress=exc.progress) from exc
+    headers = {"Authorization": f"Bearer {target.api_key}"}
+    if request.request_id:
+        headers["X-Request-Id"] = request.request_id
+    client = _client()
+    outgoing = client.build_request(
+        "POST", f"{target.base_url}/v1/chat/completions", json=_body(request, target), headers=headers
+    )
+    first_token_timeout = settings.ENGINE_FIRST_TOKEN_TIMEOUT
+    try:
+        async with asyncio.timeout(first_token_timeout):
+            response = await client.send(outgoing, stream=True)
+    except httpx.ConnectTimeout as exc:
+        raise EngineError("engine_timeout", f"the engine {target.name} did not accept the connection in time") from exc
+    except TimeoutError as exc:
+        raise EngineError("engine_timeout", f"the engine {target.name} did not answer in time") from exc
+    except httpx.ConnectError as exc:
+        raise EngineError(
+            "engine_unavailable", f"the engine {target.name} is not answering — try again shortly", state="crashed"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise EngineError("engine_disconnected", f"the engine {target.name} dropped the connection") from exc
+    try:
+        if response.status_code >= 400:
+            raw = await response.aread()
+            raise EngineError("engine_error", _error_message(raw, response.status_code), status=response.status_code)
+        async for delta in _read_stream(response, target, first_token_timeout):
+            yield delta
+    finally:
+        await response.aclose()
+
+
+async def _read_stream(
+    response: httpx.Response, target: EngineTarget, first_token_timeout: float
+) -> AsyncIterator[ChatDelta]:
+    lines = response.aiter_lines()
+    loop = asyncio.get_running_loop()
+    first_deadline = loop.time() + first_token_timeout
+    got_token = False
+    while True:
+        wait = settings.ENGINE_CHUNK_TIMEOUT if got_token else max(0.0, first_deadline - loop.time())
+        try:
+            async with asyncio.timeout(wait):
+                line = await anext(lines)
+        except StopAsyncIteration:
+            raise EngineError(
+                "engine_disconnected", f"the engine {target.name} ended the stream before the answer was complete"
+            ) from None
+        except TimeoutError:
+            what = "between two chunks" if got_token else "before the first token"
+            raise EngineError("engine_timeout", f"the engine {target.name} stalled {what}") from None
+        except httpx.HTTPError as exc:
+            raise EngineError("engine_disconnected", f"the engine {target.name} dropped the stream") from exc
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(chunk, dict) and "error" in chunk:
+            error = chunk["error"]
+            message = str(error.get("message") if isinstance(error, dict) else error)
+            raise EngineError("engine_error", message, status=error.get("code") if isinstance(error, dict) else None)
+        delta = _delta(chunk)
+        if delta is None:
+            continue
+        if delta.content or delta.reasoning:
+            got_token = True
+        yield delta
