@@ -42,4 +42,6 @@ def items_for(user: Any) -> list[dict[str, str]]:
 
 def context(request: HttpRequest) -> dict[str, Any]:
     """Template context processor: the navigation of the current user."""
-    return {"nav_items": items_for(request.user)}
+    from django.conf import settings
+
+    return {"nav_items": items_for(request.user), "signup_open": settings.PORTAL_SIGNUP_OPEN}

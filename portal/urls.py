@@ -1,3 +1,4 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
@@ -5,6 +6,8 @@ from portal import views
 
 admin.site.site_header = "LLM Portal administration"
 admin.site.site_title = "LLM Portal"
+# Admin logins go through allauth, so MFA and its rate limits apply there too.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -21,7 +21,9 @@ def session_cookie_for(user: Any) -> bytes:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
 
-async def open_socket(path: str, user: Any = None, origin: bytes = ORIGIN) -> tuple[WebsocketCommunicator, bool, int | str | None]:
+async def open_socket(
+    path: str, user: Any = None, origin: bytes = ORIGIN
+) -> tuple[WebsocketCommunicator, bool, int | str | None]:
     """Connect to ``path`` through the full ASGI stack; return (communicator, accepted, close code)."""
     headers = [(b"origin", origin), (b"host", b"localhost")]
     if user is not None:
