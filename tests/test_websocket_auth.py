@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from tests.websocket import open_socket
 
@@ -41,8 +41,9 @@ async def test_a_disabled_users_socket_is_closed_on_the_next_event(alice):
     assert connected
     await communicator.receive_json_from(timeout=5)
     alice.is_active = False
-    await sync_to_async(alice.save)(update_fields=["is_active"])
+    await database_sync_to_async(alice.save)(update_fields=["is_active"])
     await get_channel_layer().group_send(STATUS_GROUP, {"type": "engines.changed", "engines": []})
     output = await communicator.receive_output(timeout=5)
     assert output["type"] == "websocket.close"
     assert output["code"] == 4401
+    await communicator.disconnect()

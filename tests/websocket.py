@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
@@ -14,7 +14,7 @@ from portal.asgi import application
 ORIGIN = b"http://localhost"
 
 
-@sync_to_async
+@database_sync_to_async
 def session_cookie_for(user: Any) -> bytes:
     client = Client()
     client.force_login(user)
