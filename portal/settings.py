@@ -250,3 +250,18 @@ ENGINE_CHUNK_TIMEOUT = env_float("PORTAL_ENGINE_CHUNK_TIMEOUT", 60.0, minimum=1.
 ENGINE_HEARTBEAT_TIMEOUT = env_float("PORTAL_ENGINE_HEARTBEAT_TIMEOUT", 30.0, minimum=5.0)
 
 # --- Chat (chat app) -------------------------------------------------------------------
+# Longest chat message and system prompt, in characters; longer ones are refused, not cut.
+CHAT_MAX_MESSAGE_CHARS = env_int("PORTAL_CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1, maximum=1_000_000)
+CHAT_MAX_SYSTEM_PROMPT_CHARS = env_int("PORTAL_CHAT_MAX_SYSTEM_PROMPT_CHARS", 8_000, minimum=0, maximum=1_000_000)
+# Seconds an answer goes on streaming with no browser attached (a reload re-attaches).
+CHAT_GRACE_SECONDS = env_float("PORTAL_CHAT_GRACE_SECONDS", 30.0, minimum=0.0, maximum=3600.0)
+# Seconds a re-attaching socket waits for the process that runs the answer to answer.
+CHAT_ATTACH_TIMEOUT = env_float("PORTAL_CHAT_ATTACH_TIMEOUT", 5.0, minimum=0.5, maximum=60.0)
+# Conversations not updated for this many days are deleted by `manage.py purgechats`; 0 keeps them.
+CHAT_RETENTION_DAYS = env_int("PORTAL_CHAT_RETENTION_DAYS", 0, minimum=0)
+# Shared by the chat and the /v1 API (inference/generation.py).
+GENERATION_FRAMES_PER_SECOND = env_float("PORTAL_FRAMES_PER_SECOND", 20.0, minimum=1.0, maximum=100.0)
+GENERATION_MAX_TOKENS_LIMIT = env_int("PORTAL_MAX_TOKENS_LIMIT", 4096, minimum=1)
+GENERATION_MAX_TOKENS_DEFAULT = env_int(
+    "PORTAL_MAX_TOKENS_DEFAULT", min(1024, GENERATION_MAX_TOKENS_LIMIT), minimum=1, maximum=GENERATION_MAX_TOKENS_LIMIT
+)

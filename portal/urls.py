@@ -14,6 +14,7 @@ urlpatterns = [
     path("account/", views.account, name="account"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("chat/", include("chat.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,264 @@
+"""People's conversations: ownership, turns, history for the model, settlement and retention.
+
+Synchronous and database-bound; the consumer calls these through ``database_sync_to_async``.
+Every function that takes a conversation id takes the user too and answers ``not_found``
+for someone else's conversation, exactly as for one that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+from inference.generation import GenerationRejected, Outcome, Prepared, Sampling, parse_sampling, prepare
+
+SOURCE = "chat"
+TITLE_CHARS = 80
+LOST = "lost"
+# What a turn does: a new question, the last answer again, or the last question edited.
+SEND, REGENERATE, EDIT = "send", "regenerate", "edit"
+
+
+class ChatRejected(GenerationRejected):
+    """A chat request refused before anything was saved (bad input, not found, busy)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A started turn: the saved question, the answer being streamed, and the engine request."""
+
+    conversation: Conversation
+    created: bool
+    user_message: Message
+    answer: Message
+    prepared: Prepared
+
+
+def owned(user: Any) -> QuerySet[Conversation]:
+    """Return the conversations ``user`` owns."""
+    return Conversation.objects.filter(owner_id=user.pk)
+
+
+def get_owned(user: Any, conversation_id: Any) -> Conversation:
+    """Return the user's conversation, or raise ``not_found`` (also for a malformed id)."""
+    if isinstance(conversation_id, bool) or not isinstance(conversation_id, int):
+        raise ChatRejected("not_found", "no such conversation")
+    conversation = owned(user).filter(pk=conversation_id).first()
+    if conversation is None:
+        raise ChatRejected("not_found", "no such conversation")
+    return conversation
+
+
+def check_content(content: Any) -> str:
+    """Return the message text, or raise ``empty_content`` / ``content_too_long`` / ``bad_request``."""
+    if not isinstance(content, str):
+        raise ChatRejected("bad_request", "content must be text")
+    if not content.strip():
+        raise ChatRejected("empty_content", "the message is empty")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise ChatRejected("content_too_long", f"the message is longer than {limit} characters", limit=limit)
+    return content
+
+
+def _merged_settings(conversation: Conversation, raw: Any, user: Any) -> tuple[dict[str, Any], Sampling]:
+    """Apply ``params`` over the conversation's stored settings and validate the result.
+
+    Keys left out keep their stored value; null means the default. Raises ``invalid_params``.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ChatRejected("invalid_params", "params must be an object", field="params")
+    merged = {**conversation.settings_dict(), **raw}
+    system = merged.pop("system") or ""
+    if not isinstance(system, str):
+        raise ChatRejected("invalid_params", "system must be text", field="system")
+    limit = settings.CHAT_MAX_SYSTEM_PROMPT_CHARS
+    if len(system) > limit:
+        raise ChatRejected("invalid_params", f"system is longer than {limit} characters", field="system")
+    sampling = parse_sampling(merged, user)
+    stored = {
+        "system_prompt": system,
+        "model": sampling.model or "",
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens if merged.get("max_tokens") is not None else None,
+        "reasoning_effort": sampling.reasoning_effort or "",
+    }
+    return stored, sampling
+
+
+def prompt_messages(conversation: Conversation, history: list[Message]) -> list[dict[str, str]]:
+    """Build the messages sent to the model: system prompt, questions, and earlier answers.
+
+    Earlier answers go back without their reasoning (Harmony's rule for gpt-oss: only final
+    answers are part of the next prompt). Answers that produced no text are left out.
+    """
+    messages = []
+    if conversation.system_prompt.strip():
+        messages.append({"role": "system", "content": conversation.system_prompt})
+    for message in history:
+        if message.role == Message.Role.ASSISTANT and not message.content:
+            continue
+        messages.append({"role": message.role, "content": message.content})
+    return messages
+
+
+def _title_for(content: str) -> str:
+    first_line = content.strip().splitlines()[0].strip()
+    return first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1] + "…"
+
+
+def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params: Any) -> Turn:
+    """Validate a turn, pick an engine and save the question and an empty streaming answer.
+
+    ``kind`` is ``send`` (``conversation_id`` None starts a conversation), ``regenerate``
+    (the last answer again; ``content`` ignored) or ``edit`` (replace the last question and
+    its answer). ``params`` override the conversation's stored settings and are stored.
+    Raises :class:`ChatRejected` or :class:`GenerationRejected` before saving anything.
+    """
+    text = check_content(content) if kind in (SEND, EDIT) else ""
+    with transaction.atomic():
+        if conversation_id is None and kind == SEND:
+            conversation, history, created = Conversation(owner_id=user.pk, title=_title_for(text)), [], True
+        else:
+            # Lock the row so two sockets cannot start two answers in one conversation.
+            pk = get_owned(user, conversation_id).pk
+            conversation = Conversation.objects.select_for_update().get(pk=pk)
+            history, created = list(conversation.messages.all()), False
+        if any(message.status == Message.Status.STREAMING for message in history):
+            raise ChatRejected("busy", "an answer is still being written in this conversation")
+        stored, sampling = _merged_settings(conversation, params, user)
+        if kind == SEND:
+            earlier, question = history, Message(role=Message.Role.USER, content=text)
+        else:
+            earlier, question = _last_question(history)
+            if kind == EDIT:
+                question.content = text
+        for name, value in stored.items():
+            setattr(conversation, name, value)
+        prepared = prepare(user.pk, prompt_messages(conversation, [*earlier, question]), sampling, source=SOURCE)
+        if created:
+            conversation.save()
+        else:
+            conversation.save(update_fields=[*stored, "updated_at"])
+        if question.pk is None:
+            question.conversation = conversation
+            question.save()
+        else:
+            # Regenerate and edit replace the answer that followed the question.
+            conversation.messages.filter(pk__gt=question.pk).delete()
+            if kind == EDIT:
+                question.save(update_fields=["content"])
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.STREAMING,
+            model=prepared.target.served_model,
+            request_id=prepared.request.request_id or "",
+        )
+    return Turn(conversation, created, question, answer, prepared)
+
+
+def _last_question(history: list[Message]) -> tuple[list[Message], Message]:
+    """Split the history at its last question: (what came before, the question)."""
+    questions = [index for index, message in enumerate(history) if message.role == Message.Role.USER]
+    if not questions:
+        raise ChatRejected("nothing_to_regenerate", "this conversation has no question yet")
+    last = questions[-1]
+    return history[:last], history[last]
+
+
+def finish_answer(message_id: int, outcome: Outcome) -> None:
+    """Store a settled answer (inside the settlement transaction); a deleted one is skipped.
+
+    An answer wrongly marked lost (its process answered too late) is still settled.
+    """
+    unsettled = Q(status=Message.Status.STREAMING) | Q(error_code=LOST)
+    Message.objects.filter(unsettled, pk=message_id).update(
+        content=outcome.content,
+        reasoning=outcome.reasoning,
+        status=outcome.status,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        ttft_ms=outcome.ttft_ms,
+        duration_ms=outcome.duration_ms,
+        finish_reason=outcome.finish_reason[:32],
+        error_code=outcome.error_code[:40],
+        error_message=outcome.error_message[:500],
+        finished_at=timezone.now(),
+    )
+
+
+def streaming_answer(user: Any, conversation_id: Any) -> Message | None:
+    """Return the answer being written in the user's conversation, if any (``not_found`` if not theirs)."""
+    conversation = get_owned(user, conversation_id)
+    return conversation.messages.filter(status=Message.Status.STREAMING).order_by("-pk").first()
+
+
+def mark_lost(message_id: int) -> Message:
+    """Mark a streaming answer whose web process no longer answers as interrupted; return it."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        status=Message.Status.INTERRUPTED,
+        error_code=LOST,
+        error_message="the web process writing this answer stopped",
+        finished_at=timezone.now(),
+    )
+    return Message.objects.get(pk=message_id)
+
+
+def summaries(user: Any, query: str = "") -> list[dict[str, Any]]:
+    """Return the user's conversations for the sidebar, newest first, filtered by title."""
+    conversations = owned(user)
+    if query.strip():
+        conversations = conversations.filter(title__icontains=query.strip())
+    return [
+        {"id": conversation.pk, "title": str(conversation), "updated_at": conversation.updated_at.isoformat()}
+        for conversation in conversations[:500]
+    ]
+
+
+def detail(conversation: Conversation) -> dict[str, Any]:
+    """Return a conversation with its settings and messages, as the chat page renders it."""
+    return {
+        "id": conversation.pk,
+        "title": str(conversation),
+        "settings": conversation.settings_dict(),
+        "messages": [message.as_dict() for message in conversation.messages.all()],
+    }
+
+
+def rename(user: Any, conversation_id: int, title: Any) -> Conversation:
+    """Rename the user's conversation; raise ``not_found`` or ``bad_request``."""
+    conversation = get_owned(user, conversation_id)
+    if not isinstance(title, str) or not title.strip():
+        raise ChatRejected("bad_request", "the title is empty")
+    conversation.title = title.strip()[:200]
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def delete(user: Any, conversation_id: int) -> list[int]:
+    """Delete the user's conversation; return the ids of answers that were still streaming."""
+    conversation = get_owned(user, conversation_id)
+    streaming = list(conversation.messages.filter(status=Message.Status.STREAMING).values_list("pk", flat=True))
+    conversation.delete()
+    return streaming
+
+
+def purge_older_than(days: int) -> int:
+    """Delete conversations not updated for ``days`` days; return how many were deleted."""
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    cutoff = timezone.now() - timedelta(days=days)
+    stale = Conversation.objects.filter(updated_at__lt=cutoff).exclude(messages__status=Message.Status.STREAMING)
+    _, by_model = stale.delete()
+    return by_model.get(Conversation._meta.label, 0)

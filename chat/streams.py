@@ -1,0 +1,232 @@
+"""Answers this web process is writing: one task each, shown to sockets through the channel layer.
+
+The generation belongs to the web process, not to the socket that asked for it, so a reload
+can pick it up again. Two channel-layer groups per answer make that work across processes:
+
+- ``chat-view-<answer id>``: the sockets showing the answer; every frame goes to this group.
+- ``chat-ctl-<answer id>``: the process running the answer listens here for ``stop``,
+  ``attach`` (a socket wants the text so far) and ``detach`` (a socket went away). With
+  nobody attached for ``CHAT_GRACE_SECONDS`` the answer is stopped and kept as interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chat import conversations
+from chat.conversations import Turn
+from chat.models import Message
+from inference.generation import STOP_BY_USER, STOP_DETACHED, Frame, Generation, Outcome
+
+logger = logging.getLogger(__name__)
+
+# Channel-layer event types (the consumer has a handler for each one it receives).
+FRAME = "chat.frame"
+SNAPSHOT = "chat.snapshot"
+STOP = "chat.stop"
+ATTACH = "chat.attach"
+DETACH = "chat.detach"
+
+_running: dict[int, ChatStream] = {}
+
+
+def view_group(answer_id: int) -> str:
+    return f"chat-view-{answer_id}"
+
+
+def control_group(answer_id: int) -> str:
+    return f"chat-ctl-{answer_id}"
+
+
+def running(answer_id: int) -> ChatStream | None:
+    """Return the stream of an answer this process is writing, if any."""
+    return _running.get(answer_id)
+
+
+def done_frame(conversation_id: int, message: dict[str, Any], remaining: int | None = None) -> dict[str, Any]:
+    """The ``done`` frame, from a message as :meth:`chat.models.Message.as_dict` shapes it."""
+    return {
+        "type": "done",
+        "conversation": conversation_id,
+        "answer": message["id"],
+        "status": message["status"],
+        "content": message["content"],
+        "usage": message["usage"],
+        "ttft_ms": message["ttft_ms"],
+        "duration_ms": message["duration_ms"],
+        "finish_reason": message["finish_reason"],
+        "error": message["error"],
+        "remaining": remaining,
+    }
+
+
+def _outcome_as_message(answer_id: int, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": answer_id,
+        "status": outcome.status,
+        "content": outcome.content,
+        "usage": outcome.usage(),
+        "ttft_ms": outcome.ttft_ms,
+        "duration_ms": outcome.duration_ms,
+        "finish_reason": outcome.finish_reason,
+        "error": {"code": outcome.error_code, "message": outcome.error_message} if outcome.error_code else None,
+    }
+
+
+class ChatStream:
+    """One answer being written by this process (the generation's sink for the chat)."""
+
+    def __init__(self, turn: Turn, viewer_channel: str) -> None:
+        self.turn = turn
+        self.answer_id: int = turn.answer.pk
+        self.conversation_id: int = turn.conversation.pk
+        self.generation = Generation(turn.prepared, self)
+        self.layer = get_channel_layer()
+        self.present: set[str] = {viewer_channel}
+        self.channel = ""
+        self.task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._grace: asyncio.TimerHandle | None = None
+
+    def start_frame(self) -> dict[str, Any]:
+        turn = self.turn
+        return {
+            "type": "start",
+            "conversation": self.conversation_id,
+            "title": str(turn.conversation),
+            "created": turn.created,
+            "answer": self.answer_id,
+            "question": {"id": turn.user_message.pk, "content": turn.user_message.content},
+            "model": turn.prepared.target.served_model,
+            "engine": turn.prepared.target.name,
+            "reasoning_model": turn.prepared.target.reasoning,
+            "resumed": False,
+        }
+
+    async def begin(self) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(control_group(self.answer_id), self.channel)
+        _running[self.answer_id] = self
+        self._listener = asyncio.create_task(self._listen())
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self.generation.run()
+        finally:
+            _running.pop(self.answer_id, None)
+            if self._grace is not None:
+                self._grace.cancel()
+            if self._listener is not None:
+                self._listener.cancel()
+            await self.layer.group_discard(control_group(self.answer_id), self.channel)
+
+    async def _listen(self) -> None:
+        while True:
+            event = await self.layer.receive(self.channel)
+            try:
+                await self._control(event)
+            except Exception:
+                logger.exception("chat control event %r failed", event.get("type"))
+
+    async def _control(self, event: dict[str, Any]) -> None:
+        kind, channel = event.get("type"), event.get("channel", "")
+        if kind == STOP:
+            self.generation.stop(STOP_BY_USER)
+        elif kind == ATTACH:
+            self.present.add(channel)
+            if self._grace is not None:
+                self._grace.cancel()
+                self._grace = None
+            generation = self.generation
+            await self.layer.send(
+                channel,
+                {
+                    "type": SNAPSHOT,
+                    "answer": self.answer_id,
+                    "start": {**self.start_frame(), "resumed": True},
+                    "seq": generation.seq,
+                    "content": generation.sent_content,
+                    "reasoning": generation.sent_reasoning,
+                },
+            )
+        elif kind == DETACH:
+            self.present.discard(channel)
+            if not self.present and self._grace is None:
+                loop = asyncio.get_running_loop()
+                self._grace = loop.call_later(settings.CHAT_GRACE_SECONDS, self.generation.stop, STOP_DETACHED)
+
+    async def _show(self, frame: dict[str, Any]) -> None:
+        event = {"type": FRAME, "answer": self.answer_id, "frame": frame}
+        await self.layer.group_send(view_group(self.answer_id), event)
+
+    # --- GenerationSink ---------------------------------------------------------------
+
+    async def on_start(self, generation: Generation) -> None:
+        await self._show(self.start_frame())
+
+    async def on_frame(self, generation: Generation, frame: Frame) -> None:
+        await self._show(
+            {
+                "type": "delta",
+                "answer": self.answer_id,
+                "seq": frame.seq,
+                "content": frame.content,
+                "reasoning": frame.reasoning,
+            }
+        )
+
+    def persist(self, outcome: Outcome) -> None:
+        conversations.finish_answer(self.answer_id, outcome)
+
+    async def on_finish(self, generation: Generation, outcome: Outcome) -> None:
+        if outcome.error_code:
+            await self._show(
+                {
+                    "type": "error",
+                    "code": outcome.error_code,
+                    "message": outcome.error_message,
+                    "conversation": self.conversation_id,
+                    "answer": self.answer_id,
+                }
+            )
+        message = _outcome_as_message(self.answer_id, outcome)
+        await self._show(done_frame(self.conversation_id, message, outcome.remaining))
+
+
+async def start(turn: Turn, viewer_channel: str) -> ChatStream:
+    """Start writing the answer of ``turn`` in this process; ``viewer_channel`` is attached."""
+    stream = ChatStream(turn, viewer_channel)
+    await stream.begin()
+    return stream
+
+
+async def stop(answer_id: int) -> None:
+    """Ask whichever process writes the answer to stop it."""
+    await get_channel_layer().group_send(control_group(answer_id), {"type": STOP})
+
+
+async def attach(answer_id: int, channel: str) -> None:
+    """Ask for the text so far (sent to ``channel`` as a snapshot) and count it as present."""
+    await get_channel_layer().group_send(control_group(answer_id), {"type": ATTACH, "channel": channel})
+
+
+async def detach(answer_id: int, channel: str) -> None:
+    """Say ``channel`` went away; with nobody left the grace period starts."""
+    await get_channel_layer().group_send(control_group(answer_id), {"type": DETACH, "channel": channel})
+
+
+@database_sync_to_async
+def settled_frame(answer_id: int) -> dict[str, Any] | None:
+    """The ``done`` frame of an answer no process answers for (marked lost if still streaming)."""
+    try:
+        message = conversations.mark_lost(answer_id)
+    except Message.DoesNotExist:
+        return None
+    return done_frame(message.conversation_id, message.as_dict())

@@ -1,0 +1,401 @@
+"""The generation service: one answer from an engine, streamed in frames and settled exactly once.
+
+Shared by the browser chat (``chat/streams.py``) and the ``/v1`` API. The caller:
+
+1. parses the request's parameters with :func:`parse_sampling` (one set of ranges for both),
+2. calls :func:`prepare` in a sync context: it picks a ready engine and reserves quota, and
+   refuses with :class:`GenerationRejected` before anything was saved,
+3. runs :meth:`Generation.run` as an asyncio task and receives the start, the coalesced
+   frames and the outcome through its :class:`GenerationSink`. Cancelling the task stops the
+   generation: the upstream HTTP stream is closed (vLLM aborts the request), and the partial
+   answer is settled like any other outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
+from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+
+logger = logging.getLogger(__name__)
+
+REASONING_EFFORTS = ("low", "medium", "high")
+TEMPERATURE_RANGE = (0.0, 2.0)
+SAMPLING_FIELDS = frozenset({"model", "temperature", "top_p", "max_tokens", "reasoning_effort"})
+
+# How an answer ended (the chat stores it on the message; the API maps it to finish reasons).
+COMPLETE = "complete"
+STOPPED = "stopped"
+INTERRUPTED = "interrupted"
+ERROR = "error"
+
+# Why a generation was stopped from outside.
+STOP_BY_USER = "stopped"
+STOP_DETACHED = "detached"
+
+
+class GenerationRejected(Exception):
+    """A request that cannot start; ``code`` and ``message`` go to the client, ``details`` too."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Validated generation parameters; ``max_tokens`` is already within the user's limit."""
+
+    model: str | None
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int
+    reasoning_effort: str | None
+
+
+def max_tokens_limit(user: Any) -> int:
+    """Return the most tokens one answer of ``user`` may have.
+
+    SEAM(quota policy): the per-user policy belongs to the quota issue (accounts); until it
+    lands every user gets ``GENERATION_MAX_TOKENS_LIMIT``.
+    """
+    limit: int = settings.GENERATION_MAX_TOKENS_LIMIT
+    return limit
+
+
+def _number(raw: Mapping[str, Any], name: str, low: float, high: float, *, low_open: bool = False) -> float | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    # bool is an int in Python, but "temperature": true is a client bug, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise GenerationRejected("invalid_params", f"{name} must be a number", field=name)
+    if value < low or value > high or (low_open and value == low):
+        bound = f"above {low:g}" if low_open else f"at least {low:g}"
+        raise GenerationRejected("invalid_params", f"{name} must be {bound} and at most {high:g}", field=name)
+    return float(value)
+
+
+def parse_sampling(raw: Mapping[str, Any], user: Any) -> Sampling:
+    """Validate ``model``, ``temperature``, ``top_p``, ``max_tokens`` and ``reasoning_effort``.
+
+    Missing or null values mean the default. ``max_tokens`` above the user's limit is
+    clamped to it; anything malformed or out of range raises :class:`GenerationRejected`
+    with code ``invalid_params`` and the offending ``field``.
+    """
+    unknown = sorted(set(raw) - SAMPLING_FIELDS)
+    if unknown:
+        raise GenerationRejected("invalid_params", f"unknown parameter {unknown[0]!r}", field=unknown[0])
+    model = raw.get("model")
+    if model is not None and (not isinstance(model, str) or len(model) > 200):
+        raise GenerationRejected("invalid_params", "model must be a model name", field="model")
+    temperature = _number(raw, "temperature", *TEMPERATURE_RANGE)
+    top_p = _number(raw, "top_p", 0.0, 1.0, low_open=True)
+    limit = max_tokens_limit(user)
+    max_tokens = raw.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = min(settings.GENERATION_MAX_TOKENS_DEFAULT, limit)
+    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise GenerationRejected("invalid_params", "max_tokens must be a whole number", field="max_tokens")
+    elif max_tokens < 1:
+        raise GenerationRejected("invalid_params", "max_tokens must be at least 1", field="max_tokens")
+    effort = raw.get("reasoning_effort") or None
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise GenerationRejected(
+            "invalid_params", "reasoning_effort must be low, medium or high", field="reasoning_effort"
+        )
+    return Sampling(
+        model=model or None,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=min(max_tokens, limit),
+        reasoning_effort=effort,
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request that may start: the engine picked for it and the request to send."""
+
+    user_id: int
+    source: str
+    target: EngineTarget
+    request: ChatRequest
+
+
+# --- SEAM: quota ledger and audit trail -----------------------------------------------
+# The usage ledger (accounts: reserve/settle) and the audit trail (portal) are other issues.
+# These two functions are the only places that will call them; until those land they do
+# nothing on purpose (no fake quota, no fake audit), and the done frame reports
+# ``remaining: null``.
+
+
+def reserve_usage(prepared: Prepared) -> None:
+    """Reserve the estimated tokens of ``prepared`` (SEAM: accounts' ledger ``reserve``).
+
+    Will raise :class:`GenerationRejected` (``quota_exceeded``, with the reset time) when
+    the ledger refuses.
+    """
+
+
+def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
+    """Correct the reservation to actual use and write one audit event; return tokens left.
+
+    SEAM: accounts' ledger ``settle`` and the portal's audit trail. Runs inside the
+    settlement transaction, so the ledger, the stored answer and the audit event commit
+    together.
+    """
+    return None
+
+
+# --- Preparing ----------------------------------------------------------------------------
+
+
+def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> Prepared:
+    """Pick a ready engine for ``sampling.model`` and reserve the user's tokens (sync, DB).
+
+    Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
+    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
+    """
+    try:
+        target = pick_engine(sampling.model)
+    except EngineUnavailable as exc:
+        raise GenerationRejected(
+            "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
+        ) from exc
+    request = ChatRequest(
+        messages=messages,
+        max_tokens=sampling.max_tokens,
+        model=target.served_model,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
+        request_id=uuid.uuid4().hex,
+    )
+    prepared = Prepared(user_id=user_id, source=source, target=target, request=request)
+    reserve_usage(prepared)
+    return prepared
+
+
+# --- Running ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Text that arrived since the previous frame; ``seq`` counts frames from 1."""
+
+    seq: int
+    content: str
+    reasoning: str
+
+
+@dataclass
+class Outcome:
+    """How a generation ended, with everything settlement stores."""
+
+    status: str
+    content: str
+    reasoning: str
+    model: str
+    engine: str
+    request_id: str
+    finish_reason: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+    usage_estimated: bool = False
+    ttft_ms: int | None = None
+    duration_ms: int = 0
+    error_code: str = ""
+    error_message: str = ""
+    remaining: int | None = None
+
+    def usage(self) -> dict[str, Any]:
+        """Token counts as the clients see them (``estimated`` when the engine sent none)."""
+        total = (self.prompt_tokens or 0) + self.completion_tokens
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": total,
+            "estimated": self.usage_estimated,
+        }
+
+
+class GenerationSink(Protocol):
+    """Where a generation reports to (the chat's stream, the API's SSE response)."""
+
+    async def on_start(self, generation: Generation) -> None: ...
+
+    async def on_frame(self, generation: Generation, frame: Frame) -> None: ...
+
+    def persist(self, outcome: Outcome) -> None:
+        """Store the outcome; runs inside the settlement transaction (sync, may use the DB)."""
+
+    async def on_finish(self, generation: Generation, outcome: Outcome) -> None: ...
+
+
+@dataclass
+class Generation:
+    """One answer being generated; :meth:`run` it as a task and cancel that task to stop it."""
+
+    prepared: Prepared
+    sink: GenerationSink
+    stop_reason: str | None = None
+    _task: asyncio.Task[Any] | None = None
+    _settling: bool = False
+    # What was sent in frames so far: a re-attaching viewer gets this, then frames after seq.
+    seq: int = 0
+    sent_content: str = ""
+    sent_reasoning: str = ""
+    _pending_content: list[str] = field(default_factory=list)
+    _pending_reasoning: list[str] = field(default_factory=list)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _closing: bool = False
+    _token_chunks: int = 0
+    _started: float = 0.0
+    _first_token_at: float | None = None
+    _finish_reason: str = ""
+    _usage: dict[str, int] | None = None
+
+    def stop(self, reason: str) -> None:
+        """Stop the generation: cancel its task, which closes the upstream stream.
+
+        ``reason`` is ``STOP_BY_USER`` (the answer is *stopped*) or ``STOP_DETACHED``
+        (nobody watched: *interrupted*). The first reason wins; once settlement has begun,
+        stopping does nothing.
+        """
+        if self.stop_reason is not None or self._settling:
+            return
+        self.stop_reason = reason
+        if self._task is not None:
+            self._task.cancel()
+
+    async def run(self) -> Outcome:
+        """Stream the answer, send frames, and settle exactly once however it ends."""
+        self._task = asyncio.current_task()
+        self._started = time.monotonic()
+        writer = asyncio.create_task(self._write_frames())
+        status, error_code, error_message = COMPLETE, "", ""
+        cancelled = False
+        try:
+            await self.sink.on_start(self)
+            if self.stop_reason is not None:
+                # Stopped before it began: nothing to ask the engine.
+                raise asyncio.CancelledError
+            # stream_chat is an async generator; aclosing() makes leaving early close it.
+            upstream = cast(AsyncGenerator[ChatDelta, None], stream_chat(self.prepared.request))
+            async with aclosing(upstream) as stream:
+                async for delta in stream:
+                    self._take(delta)
+        except asyncio.CancelledError:
+            # Stop (or nobody watching): leaving the ``async with`` closed the upstream stream.
+            cancelled = True
+            status = INTERRUPTED if self.stop_reason == STOP_DETACHED else STOPPED
+            if self.stop_reason == STOP_DETACHED:
+                error_code, error_message = "detached", "nobody was watching, so the answer was stopped"
+        except EngineError as exc:
+            status = INTERRUPTED if self._token_chunks else ERROR
+            error_code, error_message = exc.code, exc.message
+        except Exception:
+            logger.exception("generation %s failed", self.prepared.request.request_id)
+            status = INTERRUPTED if self._token_chunks else ERROR
+            error_code, error_message = "internal_error", "the portal failed while streaming this answer"
+        self._settling = True
+        outcome = await asyncio.shield(self._finish(writer, status, error_code, error_message))
+        if cancelled and self._task is not None and self._task.cancelling():
+            # The cancellation was handled here (the answer is settled); the task ends normally.
+            self._task.uncancel()
+        return outcome
+
+    async def _finish(self, writer: asyncio.Task[None], status: str, error_code: str, error_message: str) -> Outcome:
+        self._closing = True
+        self._wakeup.set()
+        await writer
+        outcome = self._outcome(status, error_code, error_message)
+        await database_sync_to_async(self._settle)(outcome)
+        await self.sink.on_finish(self, outcome)
+        return outcome
+
+    def _take(self, delta: ChatDelta) -> None:
+        if delta.content or delta.reasoning:
+            if self._first_token_at is None:
+                self._first_token_at = time.monotonic()
+            self._token_chunks += 1
+            if delta.content:
+                self._pending_content.append(delta.content)
+            if delta.reasoning:
+                self._pending_reasoning.append(delta.reasoning)
+            self._wakeup.set()
+        if delta.finish_reason:
+            self._finish_reason = delta.finish_reason
+        if delta.usage:
+            self._usage = delta.usage
+
+    def _next_frame(self) -> Frame | None:
+        if not self._pending_content and not self._pending_reasoning:
+            return None
+        content, reasoning = "".join(self._pending_content), "".join(self._pending_reasoning)
+        self._pending_content.clear()
+        self._pending_reasoning.clear()
+        # No await between taking the text and counting it: snapshots stay consistent with seq.
+        self.seq += 1
+        self.sent_content += content
+        self.sent_reasoning += reasoning
+        return Frame(self.seq, content, reasoning)
+
+    async def _write_frames(self) -> None:
+        """Send the first text at once, then at most GENERATION_FRAMES_PER_SECOND frames."""
+        interval = 1.0 / settings.GENERATION_FRAMES_PER_SECOND
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            frame = self._next_frame()
+            if frame is not None:
+                try:
+                    await self.sink.on_frame(self, frame)
+                except Exception:
+                    # A lost frame must not lose the answer: settlement still stores all of it.
+                    logger.exception("sending a frame of %s failed", self.prepared.request.request_id)
+            if self._closing:
+                return
+            await asyncio.sleep(interval)
+
+    def _outcome(self, status: str, error_code: str, error_message: str) -> Outcome:
+        now = time.monotonic()
+        usage = self._usage
+        return Outcome(
+            status=status,
+            content=self.sent_content,
+            reasoning=self.sent_reasoning,
+            model=self.prepared.target.served_model,
+            engine=self.prepared.target.name,
+            request_id=self.prepared.request.request_id or "",
+            finish_reason=self._finish_reason,
+            prompt_tokens=usage["prompt_tokens"] if usage else None,
+            # vLLM streams about one token per chunk: the estimate when it sent no usage (stop).
+            completion_tokens=usage["completion_tokens"] if usage else self._token_chunks,
+            usage_estimated=usage is None,
+            ttft_ms=round((self._first_token_at - self._started) * 1000) if self._first_token_at else None,
+            duration_ms=round((now - self._started) * 1000),
+            error_code=error_code,
+            error_message=error_message[:500],
+        )
+
+    def _settle(self, outcome: Outcome) -> None:
+        with transaction.atomic():
+            outcome.remaining = settle_usage(self.prepared, outcome)
+            self.sink.persist(outcome)
