@@ -1,0 +1,71 @@
+"""Helpers for the chat socket tests: open /ws/chat/, collect frames, count what was saved."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from chat import streams
+from chat.models import Conversation, Message
+from inference.engine_client import aclose_client
+from tests.chat_stub_engine import StubEngine, register
+from tests.websocket import open_socket
+
+TIMEOUT = 10
+
+
+@pytest.fixture(name="stub")
+def stub_fixture(transactional_db: Any) -> Any:
+    """A ready engine answering from a script (see tests/chat_stub_engine.py)."""
+    engine = StubEngine()
+    register(engine)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+async def pooled_client_closed() -> AsyncIterator[None]:
+    """Close the engine client's per-loop connection pool when the test's loop ends."""
+    yield
+    await aclose_client()
+
+
+async def chat_socket(user: Any) -> WebsocketCommunicator:
+    communicator, connected, code = await open_socket("/ws/chat/", user)
+    assert connected, f"refused with {code}"
+    return communicator
+
+
+async def frames_until(
+    communicator: WebsocketCommunicator, kind: str, timeout: float = TIMEOUT
+) -> list[dict[str, Any]]:
+    """Receive frames up to and including the first of type ``kind``."""
+    frames = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        frames.append(frame)
+        if frame["type"] == kind:
+            return frames
+
+
+def joined(frames: list[dict[str, Any]], key: str) -> str:
+    return "".join(frame[key] for frame in frames if frame["type"] == "delta")
+
+
+async def settled(answer_id: int, timeout: float = TIMEOUT) -> Message:
+    """Wait for this process to finish writing the answer; return it as stored."""
+    stream = streams.running(answer_id)
+    if stream is not None and stream.task is not None:
+        await asyncio.wait_for(asyncio.shield(stream.task), timeout)
+    answer: Message = await database_sync_to_async(Message.objects.get)(pk=answer_id)
+    return answer
+
+
+@database_sync_to_async
+def saved_counts() -> tuple[int, int]:
+    return Conversation.objects.count(), Message.objects.count()
