@@ -23,7 +23,7 @@ TIMEOUT = 10
 def stub_fixture(transactional_db: Any) -> Any:
     """A ready engine answering from a script (see tests/chat_stub_engine.py)."""
     engine = StubEngine()
-    register(engine)
+    register(engine.url)
     yield engine
     engine.close()
 

@@ -104,13 +104,13 @@ class StubEngine:
         self.finished.set()
 
 
-def register(stub: StubEngine, *, name: str = "stub", reasoning: bool = True) -> None:
-    """Register the stub as a ready engine in the test database (sync; needs DB access)."""
+def register(url: str, *, name: str = "stub", reasoning: bool = True) -> None:
+    """Register the stub at ``url`` as a ready engine in the database (sync; needs DB access)."""
     from django.utils import timezone
 
     from inference.models import EngineConfig, EngineState
 
-    port = int(stub.url.rsplit(":", 1)[1])
+    port = int(url.rsplit(":", 1)[1])
     config = EngineConfig.objects.create(
         name=name,
         served_model_name=MODEL,
@@ -122,7 +122,7 @@ def register(stub: StubEngine, *, name: str = "stub", reasoning: bool = True) ->
     EngineState.objects.create(
         engine=config,
         state=EngineState.State.READY,
-        base_url=stub.url,
+        base_url=url,
         api_key=API_KEY,
         # No supervisor runs in these tests: a heartbeat in the future keeps the state trusted.
         heartbeat_at=timezone.now() + timedelta(days=1),

@@ -104,6 +104,7 @@
     edit.addEventListener("click", function () { startEdit(view); });
     view.appendChild(edit);
     ui.thread.appendChild(view);
+    markLastQuestion();
     return view;
   }
 
@@ -122,12 +123,22 @@
         }
       }
     });
+    markLastQuestion();
     ui.thread.scrollTop = ui.thread.scrollHeight;
   }
 
   function lastOf(role) {
     const items = ui.thread.querySelectorAll(`.msg[data-role="${role}"]`);
     return items.length ? items[items.length - 1] : null;
+  }
+
+  // Only the last question can be edited and resent.
+  function markLastQuestion() {
+    ui.thread.querySelectorAll(".last-question").forEach((node) => node.classList.remove("last-question"));
+    const last = lastOf("user");
+    if (last) {
+      last.classList.add("last-question");
+    }
   }
 
   // --- conversations --------------------------------------------------------------------
@@ -448,6 +459,12 @@
   $("cancel-edit").addEventListener("click", function () { cancelEdit(); ui.prompt.value = ""; });
 
   // --- start ----------------------------------------------------------------------------
+
+  // "Signed in" and similar messages would cover the chat: let them fade away.
+  document.querySelectorAll(".chat-main > .messages").forEach(function (messages) {
+    setTimeout(function () { messages.classList.add("fade"); }, 3000);
+    setTimeout(function () { messages.remove(); }, 3700);
+  });
 
   ui.prompt.maxLength = config.limits.max_message_chars;
   ui.system.maxLength = config.limits.max_system_chars;
