@@ -1,0 +1,35 @@
+"""`manage.py doctor`: say why the portal does not open, and what to change."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.doctor import FAIL, OK, WARN, run_checks
+
+
+class Command(BaseCommand):
+    help = "Diagnose the usual causes of a portal that does not open; exit 1 when a check fails."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--url", help="the address people open (e.g. https://portal.example.com) to test WebSockets"
+        )
+        parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        findings = run_checks(options["url"])
+        if options["json"]:
+            self.stdout.write(json.dumps([asdict(finding) for finding in findings], indent=2))
+        else:
+            marks = {OK: self.style.SUCCESS("ok  "), WARN: self.style.WARNING("warn"), FAIL: self.style.ERROR("FAIL")}
+            for finding in findings:
+                self.stdout.write(f"[{marks[finding.status]}] {finding.check}: {finding.detail}")
+                if finding.fix and finding.status != OK:
+                    self.stdout.write(f"       fix: {finding.fix}")
+        failed = [finding.check for finding in findings if finding.status == FAIL]
+        if failed:
+            raise CommandError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
