@@ -77,9 +77,10 @@ class WebPortal:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Its own SQLite database and, unless ``env`` names one, the in-memory channel layer.
         self.env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
         self.env.update({"PORTAL_DATA_DIR": str(data_dir), "PORTAL_PORT": str(self.port), **(env or {})})
-        self.log = data_dir / "web.log"
+        self.log = data_dir / f"web-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def manage(self, *args: str) -> str:
@@ -104,8 +105,9 @@ class WebPortal:
             "assign_role(u, MEMBERS)",
         )
 
-    def start(self) -> None:
-        self.manage("migrate", "--noinput", "-v0")
+    def start(self, migrate: bool = True) -> None:
+        if migrate:
+            self.manage("migrate", "--noinput", "-v0")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "portal.asgi:application"],
@@ -142,3 +144,32 @@ def log_in(page: Any, base_url: str, username: str, next_path: str = "/chat/") -
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}{next_path}", timeout=30_000)
+
+
+@pytest.fixture(scope="session", name="redis_url")
+def redis_url_fixture() -> Iterator[str]:
+    """REDIS_URL when set (CI), else a throw-away redis-server on a free loopback port."""
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        yield configured
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        message = "this test needs Redis: set REDIS_URL or apt-get install -y redis-server"
+        if os.environ.get("PORTAL_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    args = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
