@@ -199,3 +199,21 @@ class EngineSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.engine_id} @ {self.at:%H:%M:%S}"
+
+
+class HostReading(models.Model):
+    """The latest GPU, CPU and memory reading of an engine host (written by its supervisor)."""
+
+    host = models.CharField(max_length=200, unique=True)
+    at = models.DateTimeField()
+    gpus = models.JSONField(default=list, blank=True)
+    cpu_count = models.PositiveIntegerField(default=0)
+    cpu_percent = models.FloatField(default=0.0)
+    memory_used = models.BigIntegerField(default=0)
+    memory_total = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["host"]
+
+    def __str__(self) -> str:
+        return self.host

@@ -248,6 +248,23 @@ ENGINE_FIRST_TOKEN_TIMEOUT = env_float("PORTAL_ENGINE_FIRST_TOKEN_TIMEOUT", 120.
 ENGINE_CHUNK_TIMEOUT = env_float("PORTAL_ENGINE_CHUNK_TIMEOUT", 60.0, minimum=1.0)
 # A supervisor heartbeat older than this means its states are stale (engine counted stopped).
 ENGINE_HEARTBEAT_TIMEOUT = env_float("PORTAL_ENGINE_HEARTBEAT_TIMEOUT", 30.0, minimum=5.0)
+# Where prepared models (the demo model) and engine logs live.
+ENGINE_MODELS_DIR = Path(env_str("PORTAL_ENGINE_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
+ENGINE_LOG_DIR = Path(env_str("PORTAL_ENGINE_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
+ENGINE_LOG_MAX_BYTES = env_int("PORTAL_ENGINE_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
+ENGINE_LOG_BACKUPS = env_int("PORTAL_ENGINE_LOG_BACKUPS", 3, minimum=1, maximum=100)
+# Supervisor: how often it reconciles, how it backs off after crashes, when it gives up.
+ENGINE_TICK_SECONDS = env_float("PORTAL_ENGINE_TICK_SECONDS", 1.0, minimum=0.1, maximum=30.0)
+ENGINE_RESTART_BACKOFF = env_float("PORTAL_ENGINE_RESTART_BACKOFF", 2.0, minimum=0.1)
+ENGINE_RESTART_BACKOFF_MAX = env_float("PORTAL_ENGINE_RESTART_BACKOFF_MAX", 60.0, minimum=1.0)
+ENGINE_MAX_CRASHES = env_int("PORTAL_ENGINE_MAX_CRASHES", 5, minimum=1, maximum=1000)
+ENGINE_STABLE_SECONDS = env_float("PORTAL_ENGINE_STABLE_SECONDS", 120.0, minimum=1.0)
+ENGINE_STOP_GRACE = env_float("PORTAL_ENGINE_STOP_GRACE", 20.0, minimum=1.0, maximum=600.0)
+# Metrics samples for the charts: one per interval, kept for the retention.
+ENGINE_METRICS_INTERVAL = env_float("PORTAL_ENGINE_METRICS_INTERVAL", 5.0, minimum=1.0)
+ENGINE_METRICS_RETENTION = env_int("PORTAL_ENGINE_METRICS_RETENTION", 3600, minimum=60)
+# /readyz: also require at least one ready engine (off: a loading engine keeps the web "ready").
+ENGINE_REQUIRED_FOR_READY = env_bool("PORTAL_ENGINE_REQUIRED_FOR_READY", False)
 
 # --- Chat (chat app) -------------------------------------------------------------------
 # Longest chat message and system prompt, in characters; longer ones are refused, not cut.

@@ -14,6 +14,8 @@ from django.test import Client
 
 from accounts.roles import ADMINS, AUDITORS, MEMBERS, assign_role
 
+pytest_plugins = ["tests.stack"]
+
 PASSWORD = "correct horse battery staple"
 
 

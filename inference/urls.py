@@ -1,0 +1,13 @@
+from django.urls import path
+
+from inference import views
+
+app_name = "inference"
+
+urlpatterns = [
+    path("", views.engine_list, name="engines"),
+    path("status.json", views.status_json, name="status-json"),
+    path("<slug:name>/", views.engine_detail, name="engine"),
+    path("<slug:name>/metrics.json", views.metrics_json, name="metrics-json"),
+    path("<slug:name>/<slug:action>/", views.engine_action, name="engine-action"),
+]

@@ -1,0 +1,100 @@
+"""Admin pages of the engines: list with live state, detail with log and charts, start/stop/restart.
+
+Thin views: check the admin role, call one service, render. Only admins may see or change
+engines; members and auditors get 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import is_admin
+from inference import control, status, telemetry
+from inference.engine_process import engine_log_path
+from inference.models import EngineConfig
+
+View = Callable[..., HttpResponse]
+ACTIONS: dict[str, Callable[[EngineConfig], None]] = {
+    "start": control.start_engine,
+    "stop": control.stop_engine,
+    "restart": control.restart_engine,
+}
+
+
+def admin_only(view: View) -> View:
+    """Refuse everyone but admins with 403 (anonymous users are sent to log in by middleware)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_admin(request.user):
+            raise PermissionDenied("Only admins manage engines.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@require_GET
+@admin_only
+def engine_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "inference/engines.html",
+        {"engines": status.admin_snapshot(), "hosts": telemetry.host_readings()},
+    )
+
+
+@require_GET
+@admin_only
+def engine_detail(request: HttpRequest, name: str) -> HttpResponse:
+    config = get_object_or_404(EngineConfig.objects.select_related("state"), name=name)
+    row = next(item for item in status.admin_snapshot() if item["name"] == name)
+    return render(
+        request,
+        "inference/engine_detail.html",
+        {"config": config, "engine": row, "plan": control.memory_plan(config), "log_path": engine_log_path(name)},
+    )
+
+
+@require_POST
+@admin_only
+def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
+    config = get_object_or_404(EngineConfig.objects.select_related("state"), name=name)
+    change = ACTIONS.get(action)
+    if change is None:
+        raise PermissionDenied("Unknown action.")
+    try:
+        change(config)
+    except control.EngineRefused as exc:
+        messages.error(request, f"{exc.message} Edit the engine and tick “ignore memory plan” to start it anyway.")
+    else:
+        messages.success(request, f"{config.name}: {action} requested; the supervisor carries it out.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = ""
+    return redirect(target or "inference:engines")
+
+
+@never_cache
+@require_GET
+@admin_only
+def status_json(request: HttpRequest) -> JsonResponse:
+    """Everything the engine pages refresh every few seconds."""
+    return JsonResponse({"engines": status.admin_snapshot(), "hosts": telemetry.host_readings()})
+
+
+@never_cache
+@require_GET
+@admin_only
+def metrics_json(request: HttpRequest, name: str) -> JsonResponse:
+    config = get_object_or_404(EngineConfig, name=name)
+    return JsonResponse({"engine": name, "samples": telemetry.recent_samples(config)})
