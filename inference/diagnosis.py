@@ -92,11 +92,14 @@ def _kv_too_small(match: re.Match[str], config: EngineConfig) -> Diagnosis:
 
 
 def _context_too_long(match: re.Match[str], config: EngineConfig) -> Diagnosis:
-    wanted, derived = match.group(1), match.group(2)
+    wanted = match.group(1)
+    # "max_position_embeddings=8192.0 or model_max_length=None in model's config.json"
+    limit = re.search(r"\d+", match.group(2))
+    most = limit.group(0) if limit else "the model's maximum"
     return Diagnosis(
         "context_too_long",
-        f"Max model length {wanted} is longer than the model supports ({derived}).",
-        [f"Lower max model length to at most {derived.split('.')[0]} (now {wanted}), or leave it empty."],
+        f"Max model length {wanted} is longer than the model supports ({most} tokens).",
+        [f"Lower max model length to at most {most} (now {wanted}), or leave it empty."],
     )
 
 

@@ -74,6 +74,7 @@ def test_gpt_oss_20b_fits_a_24_48_and_80_gb_gpu(gpt_oss, gigabytes, kv_gib, full
     result = plan(gpt_oss, PlanSettings(device="cuda", max_num_seqs=256), Capacity(gpu_bytes=[gigabytes * GIB]))
     assert result.fits is True
     assert result.max_model_len == 131072
+    assert result.kv_budget_bytes is not None
     assert result.kv_budget_bytes / GIB == pytest.approx(kv_gib, abs=0.05)
     assert result.concurrency_at_max_len == full_context_sequences
     assert result.max_len_at_max_num_seqs == all_256_up_to

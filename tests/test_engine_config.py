@@ -1,0 +1,158 @@
+"""The engine config form: impossible values, unknown and unsafe flags, and configs that cannot fit."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from inference.forms import EngineConfigForm
+from inference.models import EngineConfig
+from inference.vllm_args import build_launch, parse_extra_flags
+
+pytestmark = [pytest.mark.django_db]
+
+DEMO = "/srv/models/SmolLM2-135M-Instruct"
+
+
+def form_data(**changes):
+    data = {
+        "name": "demo",
+        "served_model_name": "SmolLM2-135M-Instruct",
+        "model": DEMO,
+        "device": "cpu",
+        "dtype": "auto",
+        "max_model_len": "2048",
+        "gpu_memory_utilization": "0.9",
+        "tensor_parallel_size": "1",
+        "pipeline_parallel_size": "1",
+        "max_num_seqs": "8",
+        "enable_chunked_prefill": "on",
+        "enable_prefix_caching": "on",
+        "kv_cache_dtype": "auto",
+        "cpu_kv_cache_gib": "1",
+        "reasoning_parser": "",
+        "scheduling_policy": "fcfs",
+        "port": "8100",
+        "extra_flags": "--enforce-eager",
+        "desired_state": "stopped",
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def test_a_sensible_cpu_config_is_accepted():
+    form = EngineConfigForm(data=form_data())
+    assert form.is_valid(), form.errors
+    config = form.save()
+    assert config.extra_flags == "--enforce-eager"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("gpu_memory_utilization", "1.5", "less than or equal to 0.98"),
+        ("gpu_memory_utilization", "-0.1", "greater than or equal to 0.05"),
+        ("max_model_len", "-5", "greater than or equal to 0"),
+        ("max_model_len", "8", "greater than or equal to 16"),
+        ("tensor_parallel_size", "0", "greater than or equal to 1"),
+        ("max_num_seqs", "0", "greater than or equal to 1"),
+        ("cpu_kv_cache_gib", "0", "greater than or equal to 1"),
+        ("port", "80", "greater than or equal to 1024"),
+        ("port", "70000", "less than or equal to 65535"),
+        ("port", "8000", "the portal's own port"),
+        ("device", "tpu", "not one of the available choices"),
+        ("kv_cache_dtype", "int3", "not one of the available choices"),
+        ("reasoning_parser", "my_parser", "not one of the available choices"),
+        ("model", "--trust-remote-code", "absolute path"),
+        ("served_model_name", "bad name!", "letters, digits"),
+    ],
+)
+def test_impossible_values_are_field_errors(field, value, message):
+    form = EngineConfigForm(data=form_data(**{field: value}))
+    assert not form.is_valid()
+    assert message in " ".join(map(str, form.errors[field]))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ("--host 0.0.0.0", "--host is not allowed: the engine always binds to 127.0.0.1"),
+        ("--api-key secret", "--api-key is not allowed: the supervisor gives each launch a fresh key"),
+        ("--allowed-origins *", "--allowed-origins is not allowed"),
+        ("--trust-remote-code", "--trust-remote-code is not allowed: it runs code shipped with the model"),
+        ("--middleware evil.Middleware", "it imports arbitrary code"),
+        ("--enable-log-requests", "personal data"),
+        ("--chat-template /etc/passwd", "reads an arbitrary file"),
+        ("--max-model-len 4096", "--max-model-len has its own field"),
+        ("--gpu-memory-utilization=0.5", "set the GPU memory utilization field instead"),
+        ("--frobnicate", "--frobnicate is not on the allow-list"),
+        ("--max-num-batched-tokens", "--max-num-batched-tokens needs a value"),
+        ("--max-num-batched-tokens lots", "needs a whole number"),
+        ("--max-num-batched-tokens 5", "must be between 16 and"),
+        ("--block-size 7", "must be one of: 8, 16, 32, 64, 128"),
+        ("--enforce-eager=yes", "--enforce-eager takes no value"),
+        ("--enforce-eager --enforce-eager", "--enforce-eager is given twice"),
+        ("--override-generation-config [1]", "must be a JSON object"),
+        ("hello", "'hello' is not a flag"),
+        ('--seed "1', "cannot be read"),
+    ],
+)
+def test_unknown_and_unsafe_flags_are_refused_with_the_reason(flags, message):
+    form = EngineConfigForm(data=form_data(extra_flags=flags))
+    assert not form.is_valid()
+    assert message in " ".join(map(str, form.errors["extra_flags"]))
+
+
+def test_every_refused_flag_is_reported_at_once():
+    with pytest.raises(ValidationError) as caught:
+        parse_extra_flags("--host 0.0.0.0 --port 1 --frobnicate --seed 3")
+    assert len(caught.value.messages) == 3
+
+
+def test_allowed_flags_reach_the_command_line_and_the_key_stays_out_of_it(tmp_path):
+    config = EngineConfig(
+        **{**form_data(extra_flags="--enforce-eager --max-num-batched-tokens=4096 --seed 7"), "max_model_len": 2048}
+    )
+    config.enable_chunked_prefill = False
+    launch = build_launch(config, tmp_path / "python", api_key="k3y", mark="demo:1")
+    argv = launch.argv
+    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] == "8100"
+    assert "--no-enable-chunked-prefill" in argv
+    assert argv[-5:] == ["--enforce-eager", "--max-num-batched-tokens", "4096", "--seed", "7"]
+    assert "--gpu-memory-utilization" not in argv  # a CPU engine
+    assert "k3y" not in " ".join(argv)
+    assert launch.env["VLLM_API_KEY"] == "k3y"
+    assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert launch.env["VLLM_NO_USAGE_STATS"] == "1"
+    again = build_launch(config, tmp_path / "python", api_key="other", mark="demo:2")
+    assert again.fingerprint == launch.fingerprint, "a new key is not a configuration change"
+
+
+def test_a_running_config_that_cannot_fit_is_refused_unless_an_admin_overrides_it():
+    data = form_data(model="openai/gpt-oss-20b", device="cpu", max_model_len="131072", cpu_kv_cache_gib="1")
+    stopped = EngineConfigForm(data=data)
+    assert stopped.is_valid(), "a stopped config is only planned when started"
+    refused = EngineConfigForm(data={**data, "desired_state": "running"})
+    assert not refused.is_valid()
+    message = " ".join(map(str, refused.errors["__all__"]))
+    assert "does not fit" in message
+    assert "cannot hold one sequence of 131072 tokens" in message
+    assert "Lower max model length to at most" in message
+    assert "ignore memory plan" in message
+    overridden = EngineConfigForm(data={**data, "desired_state": "running", "ignore_memory_plan": "on"})
+    assert overridden.is_valid(), overridden.errors
+
+
+def test_the_start_command_refuses_a_config_that_cannot_fit(capsys):
+    from django.core.management import CommandError, call_command
+
+    EngineConfig.objects.create(
+        name="oss", served_model_name="gpt-oss-20b", model="openai/gpt-oss-20b", port=8101, cpu_kv_cache_gib=1
+    )
+    with pytest.raises(CommandError, match="does not fit"):
+        call_command("engine", "start", "oss")
+    assert EngineConfig.objects.get(name="oss").desired_state == "stopped"
+    call_command("engine", "start", "oss", "--ignore-memory-plan")
+    assert EngineConfig.objects.get(name="oss").desired_state == "running"
