@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from inference.engines import EngineTarget, EngineUnavailable, pick_engine
@@ -153,7 +153,8 @@ async def stream_chat(request: ChatRequest) -> AsyncIterator[ChatDelta]:
     Closing the generator closes the HTTP response, which makes vLLM abort the request.
     """
     try:
-        target = await sync_to_async(pick_engine, thread_sensitive=False)(request.model)
+        # database_sync_to_async closes the thread's stale connections around the query.
+        target = await database_sync_to_async(pick_engine)(request.model)
     except EngineUnavailable as exc:
         raise EngineError("engine_unavailable", exc.message, state=exc.state, progress=exc.progress) from exc
     headers = {"Authorization": f"Bearer {target.api_key}"}
