@@ -29,12 +29,12 @@ pytestmark = pytest.mark.browser
 PAYLOADS = [
     "Here is some code:\n\n```python\nprint('safe')\n```\n\n",
     "<script>window.__xss = 'script'</script>\n\n",
-    '<img src=x onerror="window.__xss = \'img\'">\n\n',
+    "<img src=x onerror=\"window.__xss = 'img'\">\n\n",
     "[click me](javascript:window.__xss='js-link')\n\n",
     "[data link](data:text/html,<script>window.__xss='data'</script>)\n\n",
     "![tracker](http://external.invalid/pixel.png)\n\n",
     '<div onmouseover="window.__xss = \'hover\'" id="hover-me">hover me</div>\n\n',
-    '<iframe src="javascript:window.__xss=\'iframe\'"></iframe>\n\n',
+    "<iframe src=\"javascript:window.__xss='iframe'\"></iframe>\n\n",
     '<a href="javascript:window.__xss=\'raw-a\'" id="raw-link">raw link</a>\n\n',
     '<svg onload="window.__xss = \'svg\'"><circle r="5"/></svg>\n\n',
     "<style>body { display: none }</style>\n\n",
@@ -42,7 +42,7 @@ PAYLOADS = [
     '<form action="https://external.invalid/"><button>go</button></form>\n\n',
     "Done: **bold** and a [fine link](https://example.org/page).",
 ]
-REASONING = ['<img src=y onerror="window.__xss = \'reasoning\'">', " <script>window.__xss='r2'</script> thinking"]
+REASONING = ["<img src=y onerror=\"window.__xss = 'reasoning'\">", " <script>window.__xss='r2'</script> thinking"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,12 @@ def test_hostile_answers_execute_nothing_and_load_nothing(page: Any, portal: Web
     requests: list[str] = []
     dialogs: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     log_in(page, portal.url, "alice")
     # Count CSP violations: a payload that got through the sanitizer would trigger one.
     page.evaluate(

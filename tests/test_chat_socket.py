@@ -330,3 +330,19 @@ async def test_a_disabled_user_is_cut_off_on_the_next_message(alice, stub):
     assert (output["type"], output["code"]) == ("websocket.close", 4401)
     assert await saved_counts() == (0, 0)
     await socket.disconnect()
+
+
+async def test_deleting_a_conversation_stops_its_answer(alice, stub, client_for):
+    stub.script = Script(pieces=[("", "x ")] * 400, delay=0.02)
+    socket = await chat_socket(alice)
+    await socket.send_json_to(send())
+    start = await socket.receive_json_from(timeout=10)
+    await frames_until(socket, "delta")
+    client = await database_sync_to_async(client_for)(alice)
+    response = await database_sync_to_async(client.post)(f"/chat/api/conversations/{start['conversation']}/delete/")
+    assert response.status_code == 200
+    frames = await frames_until(socket, "done")
+    assert frames[-1]["status"] == "stopped"
+    assert await asyncio.to_thread(stub.closed_early.wait, 5)
+    assert await saved_counts() == (0, 0)
+    await socket.disconnect()
