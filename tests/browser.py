@@ -44,16 +44,25 @@ def chromium_executable() -> str:
     return path
 
 
+# One Playwright per process: a second sync_playwright() cannot start while the first one's
+# event loop runs, and each test module that imports the fixture gets its own instance of it.
+_shared: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session", name="browser")
 def browser_fixture() -> Iterator[Any]:
     """A headless Chromium for the whole session (pages are opened per test)."""
     executable = chromium_executable()
-    from playwright.sync_api import sync_playwright
+    if "browser" not in _shared:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS, headless=True)
-        yield launched
-        launched.close()
+        playwright = sync_playwright().start()
+        _shared["playwright"] = playwright
+        _shared["browser"] = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS, headless=True)
+    yield _shared["browser"]
+    if "browser" in _shared:
+        _shared.pop("browser").close()
+        _shared.pop("playwright").stop()
 
 
 def screenshot(page: Any, name: str) -> Path:
