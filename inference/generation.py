@@ -325,6 +325,10 @@ class Generation:
         self._closing = True
         self._wakeup.set()
         await writer
+        # Text that arrived while the writer sent its last frame goes out now.
+        rest = self._next_frame()
+        if rest is not None:
+            await self._send(rest)
         outcome = self._outcome(status, error_code, error_message)
         await database_sync_to_async(self._settle)(outcome)
         await self.sink.on_finish(self, outcome)
@@ -365,14 +369,17 @@ class Generation:
             self._wakeup.clear()
             frame = self._next_frame()
             if frame is not None:
-                try:
-                    await self.sink.on_frame(self, frame)
-                except Exception:
-                    # A lost frame must not lose the answer: settlement still stores all of it.
-                    logger.exception("sending a frame of %s failed", self.prepared.request.request_id)
+                await self._send(frame)
             if self._closing:
                 return
             await asyncio.sleep(interval)
+
+    async def _send(self, frame: Frame) -> None:
+        try:
+            await self.sink.on_frame(self, frame)
+        except Exception:
+            # A lost frame must not lose the answer: settlement still stores all of it.
+            logger.exception("sending a frame of %s failed", self.prepared.request.request_id)
 
     def _outcome(self, status: str, error_code: str, error_message: str) -> Outcome:
         now = time.monotonic()

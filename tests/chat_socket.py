@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 
 from chat import streams
@@ -30,9 +31,18 @@ def stub_fixture(transactional_db: Any) -> Any:
 
 @pytest.fixture
 async def pooled_client_closed() -> AsyncIterator[None]:
-    """Close the engine client's per-loop connection pool when the test's loop ends."""
+    """Close what is bound to the test's event loop when it ends.
+
+    The engine client's pool, and the channel layer: channels_redis keeps locks bound to the
+    loop that made them, so a layer left over from this test would fail in the next one.
+    """
     yield
     await aclose_client()
+    for layer in list(channel_layers.backends.values()):
+        close_pools = getattr(layer, "close_pools", None)
+        if close_pools is not None:
+            await close_pools()
+    channel_layers.backends.clear()
 
 
 async def chat_socket(user: Any) -> WebsocketCommunicator:
