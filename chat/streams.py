@@ -129,11 +129,13 @@ class ChatStream:
 
     async def _listen(self) -> None:
         while True:
-            event = await self.layer.receive(self.channel)
             try:
+                event = await self.layer.receive(self.channel)
                 await self._control(event)
             except Exception:
-                logger.exception("chat control event %r failed", event.get("type"))
+                # Keep listening: without this loop, stop and re-attach would stop working.
+                logger.exception("chat control of answer %s failed", self.answer_id)
+                await asyncio.sleep(1)
 
     async def _control(self, event: dict[str, Any]) -> None:
         kind, channel = event.get("type"), event.get("channel", "")
