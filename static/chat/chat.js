@@ -469,7 +469,7 @@
   ui.prompt.maxLength = config.limits.max_message_chars;
   ui.system.maxLength = config.limits.max_system_chars;
   ui.maxTokens.max = config.limits.max_tokens;
-  ui.maxTokens.placeholder = `default ${config.limits.max_tokens_default}, at most ${config.limits.max_tokens}`;
+  ui.maxTokens.placeholder = `${config.limits.max_tokens_default} (max ${config.limits.max_tokens})`;
   sidebar.set(config.conversations);
   renderModels();
   if (config.conversation) {
