@@ -10,10 +10,19 @@ from django.http import HttpRequest
 
 
 class PortalAccountAdapter(DefaultAccountAdapter):
-    """Sign-up is closed unless PORTAL_SIGNUP_OPEN; new users become Members."""
+    """Sign-up is closed unless PORTAL_SIGNUP_OPEN; new users become Members and must verify."""
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return bool(settings.PORTAL_SIGNUP_OPEN)
+
+    def get_login_stages(self) -> list[str]:
+        stages: list[str] = super().get_login_stages()
+        return [
+            "accounts.stages.EmailVerificationStage"
+            if path == "allauth.account.stages.EmailVerificationStage"
+            else path
+            for path in stages
+        ]
 
     def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
         from accounts.roles import MEMBERS, assign_role

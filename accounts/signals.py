@@ -1,14 +1,16 @@
-"""Keep Django's staff flags in step with membership of the Admins group."""
+"""Keep staff flags in step with the Admins group; remember who signed up themselves."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.signals import user_signed_up
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 
+from accounts.models import SelfSignUp
 from accounts.roles import ADMINS
 
 User = get_user_model()
@@ -35,3 +37,9 @@ def groups_changed(
         return
     _sync_staff({instance.pk})
     instance.refresh_from_db(fields=["is_staff", "is_superuser"])
+
+
+@receiver(user_signed_up)
+def remember_self_sign_up(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    # Sent before the first login stage runs, so the new user is asked to verify at once.
+    SelfSignUp.objects.get_or_create(user=user)

@@ -163,7 +163,8 @@ ACCOUNT_ADAPTER = "accounts.adapter.PortalAccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 PORTAL_SIGNUP_OPEN = env_bool("PORTAL_SIGNUP_OPEN", False)
-# Self sign-up proves the address; accounts made by an admin need no mailbox.
+# Self sign-up must prove the address. The login stage in accounts/stages.py applies this only
+# to users who signed up themselves: accounts made by an admin need no (verified) mailbox.
 ACCOUNT_EMAIL_VERIFICATION = "mandatory" if PORTAL_SIGNUP_OPEN else "optional"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_SESSION_REMEMBER = None

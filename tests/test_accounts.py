@@ -77,17 +77,61 @@ def test_sign_up_is_closed_by_default(db):
     assert response.status_code == 200
 
 
-@override_settings(PORTAL_SIGNUP_OPEN=True, ACCOUNT_EMAIL_VERIFICATION="mandatory")
-def test_open_sign_up_makes_a_member_who_must_verify_the_email(db, mailoutbox):
-    response = Client().post(
+open_sign_up = override_settings(PORTAL_SIGNUP_OPEN=True, ACCOUNT_EMAIL_VERIFICATION="mandatory")
+
+
+def sign_up(username: str):
+    return Client().post(
         "/accounts/signup/",
-        {"username": "carol", "email": "carol@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        {"username": username, "email": f"{username}@example.com", "password1": PASSWORD, "password2": PASSWORD},
     )
+
+
+@open_sign_up
+def test_open_sign_up_makes_a_member_who_must_verify_the_email(db, mailoutbox):
+    response = sign_up("carol")
     assert response.status_code == 302
+    assert response["Location"] == "/accounts/confirm-email/"
     carol = get_user_model().objects.get(username="carol")
     assert carol.groups.filter(name=MEMBERS).exists()
     assert len(mailoutbox) == 1
     assert "carol@example.com" in mailoutbox[0].to
+
+    client = Client()
+    response = login(client, "carol")
+    assert response["Location"] == "/accounts/confirm-email/"
+    assert client.get("/").status_code == 302, "no login before the address is verified"
+
+    link = re.search(r"http://testserver(/accounts/confirm-email/[^/\s]+/)", mailoutbox[-1].body)
+    assert link, mailoutbox[-1].body
+    client.post(link.group(1))
+    response = login(client, "carol")
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+@open_sign_up
+@pytest.mark.parametrize("persona", ["alice", "adam"])
+def test_accounts_made_by_an_admin_log_in_without_verifying_while_sign_up_is_open(persona, request, mailoutbox):
+    request.getfixturevalue(persona)
+    client = Client()
+    response = login(client, persona)
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert client.get("/").status_code == 200
+    assert mailoutbox == []
+
+
+@open_sign_up
+def test_the_first_admin_without_an_email_logs_in_while_sign_up_is_open(db, capsys):
+    from django.core.management import call_command
+
+    call_command("bootstrap")
+    password = re.search(r"password: (\S+)", capsys.readouterr().out)
+    assert password
+    client = Client()
+    assert login(client, "admin", password.group(1)).status_code == 302
+    assert client.get("/admin/").status_code == 200
 
 
 def test_login_attempts_are_rate_limited(alice):
