@@ -1,7 +1,15 @@
-"""Readiness checks: is each part the portal depends on answering?"""
+"""Readiness checks: is each part the portal depends on answering?
+
+Each check is bounded in time (the database and Redis clients have connect and read timeouts
+in settings; the channel-layer round trip is cut off here), so /readyz answers even when a
+part hangs. The full report, with error texts and engine names, is logged and shown to
+admins only: anonymous load balancers get an ``ok`` flag per part and nothing else.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +19,13 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
 
+logger = logging.getLogger(__name__)
+
 ReadinessCheck = Callable[[], dict[str, Any]]
+Report = dict[str, dict[str, Any]]
 _extra_checks: dict[str, ReadinessCheck] = {}
+
+CHANNEL_LAYER_TIMEOUT = 2.0
 
 
 def register_check(name: str, check: ReadinessCheck) -> None:
@@ -46,22 +59,37 @@ def check_channel_layer() -> dict[str, Any]:
         message = await layer.receive(channel)
         return bool(message.get("type") == "readyz.ping")
 
-    return {"ok": async_to_sync(round_trip)(), "backend": type(layer).__name__}
+    async def bounded_round_trip() -> bool:
+        return await asyncio.wait_for(round_trip(), CHANNEL_LAYER_TIMEOUT)
+
+    backend = type(layer).__name__
+    try:
+        ok = async_to_sync(bounded_round_trip)()
+    except TimeoutError:
+        return {"ok": False, "backend": backend, "error": f"no reply within {CHANNEL_LAYER_TIMEOUT:g} s"}
+    return {"ok": ok, "backend": backend}
 
 
-def readiness() -> tuple[bool, dict[str, Any]]:
-    """Run every check; a check that raises counts as not ready with its error."""
+def readiness() -> tuple[bool, Report]:
+    """Run every check and log the ones that fail; a check that raises counts as not ready."""
     checks: dict[str, ReadinessCheck] = {
         "database": check_database,
         "cache": check_cache,
         "channel_layer": check_channel_layer,
         **_extra_checks,
     }
-    report: dict[str, Any] = {}
+    report: Report = {}
     for name, check in checks.items():
         try:
             report[name] = check()
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             report[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if not report[name].get("ok"):
+            logger.warning("Readiness check %s failed: %s", name, report[name])
     ready = all(item.get("ok") for item in report.values())
     return ready, report
+
+
+def summary(report: Report) -> Report:
+    """Return only the ``ok`` flag of each check: what may be shown to anyone."""
+    return {name: {"ok": bool(item.get("ok"))} for name, item in report.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -120,6 +121,10 @@ TEMPLATES = [
 DATABASE_URL = env_url("DATABASE_URL", ("postgres", "postgresql", "sqlite"))
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # An unreachable server fails a request (and /readyz) in seconds instead of hanging;
+        # `?connect_timeout=N` in the URL overrides it.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
     DATABASES = {
         "default": {
@@ -131,24 +136,50 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+
 # --- Channel layer and cache -----------------------------------------------------------
+def _next_redis_database(url: str) -> str:
+    """Return the Redis URL of the database after ``url``'s (``redis://h/0`` -> ``redis://h/1``)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    in_query = parts.scheme == "unix" or "db" in query
+    number = query.get("db", ["0"])[0] if in_query else (parts.path.strip("/") or "0")
+    if not number.isdigit():
+        raise ImproperlyConfigured(f"REDIS_URL names the database {number!r}, which is not a number.")
+    if in_query:
+        query["db"] = [str(int(number) + 1)]
+        return f"{url.split('?', 1)[0]}?{urlencode(query, doseq=True)}"
+    return urlunsplit(parts._replace(path=f"/{int(number) + 1}"))
+
+
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+REDIS_PREFIX = env_str("PORTAL_REDIS_PREFIX", "portal")
+# The cache gets its own Redis database: cache.clear() flushes a whole database and must
+# not take the channel layer's messages with it.
+CACHE_URL = env_url("PORTAL_CACHE_URL", ("redis", "rediss", "unix")) or (
+    _next_redis_database(REDIS_URL) if REDIS_URL else None
+)
 if REDIS_URL:
+    # No socket_timeout here: channels-redis blocks on reads for longer than any small limit.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("PORTAL_REDIS_PREFIX", "portal")},
-        }
-    }
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": env_str("PORTAL_REDIS_PREFIX", "portal"),
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+            # A Redis that does not answer fails fast (and /readyz says so) instead of hanging.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
+        }
+    }
+else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Accounts (django-allauth) ---------------------------------------------------------

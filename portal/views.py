@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from accounts.roles import role_names
+from accounts.roles import is_admin, role_names
 from portal import health
 
 
@@ -41,6 +41,10 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready: database, channel layer, cache and engines answer; 503 when one does not."""
+    """Ready: database, channel layer, cache and engines answer; 503 when one does not.
+
+    Error texts can name hosts and users, so only admins see them; others get the flags.
+    """
     ready, report = health.readiness()
-    return JsonResponse({"ready": ready, "checks": report}, status=200 if ready else 503)
+    checks = report if is_admin(request.user) else health.summary(report)
+    return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)

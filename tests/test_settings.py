@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -108,3 +110,62 @@ def test_a_content_security_policy_is_sent(client):
     policy = response["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+
+
+def settings_under(tmp_path: Path, **environ: str) -> dict[str, Any]:
+    """Return the database, channel-layer and cache settings a fresh process builds (no connection)."""
+    code = (
+        "import json; from portal import settings as s; "
+        "print(json.dumps({'DATABASES': s.DATABASES, 'CHANNEL_LAYERS': s.CHANNEL_LAYERS, 'CACHES': s.CACHES}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DATABASE_URL", "REDIS_URL"))}
+    clean.update({"PORTAL_DATA_DIR": str(tmp_path / "data"), **environ})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
+
+
+def test_the_defaults_need_nothing_installed(tmp_path):
+    found = settings_under(tmp_path)
+    assert found["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert found["CHANNEL_LAYERS"]["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert found["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+
+
+def test_a_postgres_url_selects_postgresql_with_a_connect_timeout(tmp_path):
+    database = settings_under(tmp_path, DATABASE_URL="postgres://portal:pw@db.internal:5432/portal")["DATABASES"]
+    assert database["default"]["ENGINE"] == "django.db.backends.postgresql"
+    assert database["default"]["HOST"] == "db.internal"
+    assert database["default"]["OPTIONS"]["connect_timeout"] == 5
+    overridden = settings_under(tmp_path, DATABASE_URL="postgres://portal@db.internal/portal?connect_timeout=9")
+    assert overridden["DATABASES"]["default"]["OPTIONS"]["connect_timeout"] == 9
+
+
+def test_a_redis_url_selects_channels_redis_and_a_redis_cache_on_the_next_database(tmp_path):
+    found = settings_under(tmp_path, REDIS_URL="redis://redis.internal:6379/2")
+    layer = found["CHANNEL_LAYERS"]["default"]
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["CONFIG"]["hosts"] == ["redis://redis.internal:6379/2"]
+    cache = found["CACHES"]["default"]
+    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["LOCATION"] == "redis://redis.internal:6379/3", "cache.clear() must not flush the channel layer"
+    assert cache["OPTIONS"] == {"socket_connect_timeout": 2, "socket_timeout": 5}
+    assert "OPTIONS" not in layer["CONFIG"], "channels-redis blocks on reads: no read timeout"
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "cache_url"),
+    [
+        ("redis://redis.internal", "redis://redis.internal/1"),
+        ("unix:///run/redis.sock?db=4", "unix:///run/redis.sock?db=5"),
+    ],
+)
+def test_the_cache_database_follows_the_channel_layers(tmp_path, redis_url, cache_url):
+    assert settings_under(tmp_path, REDIS_URL=redis_url)["CACHES"]["default"]["LOCATION"] == cache_url
+
+
+def test_portal_cache_url_puts_the_cache_elsewhere(tmp_path):
+    found = settings_under(tmp_path, REDIS_URL="redis://redis.internal/0", PORTAL_CACHE_URL="redis://cache.internal/0")
+    assert found["CACHES"]["default"]["LOCATION"] == "redis://cache.internal/0"
