@@ -207,6 +207,16 @@ EMAIL_BACKEND = env_str("PORTAL_EMAIL_BACKEND", "django.core.mail.backends.conso
 DEFAULT_FROM_EMAIL = env_str("PORTAL_FROM_EMAIL", "portal@localhost")
 EMAIL_HOST = env_str("PORTAL_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("PORTAL_EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("PORTAL_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("PORTAL_EMAIL_HOST_PASSWORD") or ""
+# STARTTLS on a plain port (usually 587), or TLS from the first byte (usually 465): one or none.
+EMAIL_USE_TLS = env_bool("PORTAL_EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("PORTAL_EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "PORTAL_EMAIL_USE_TLS and PORTAL_EMAIL_USE_SSL are both true: set one (STARTTLS, usually port 587) "
+        "or the other (implicit TLS, usually port 465)."
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -18,12 +18,41 @@ from portal import env
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_manage(*args: str, tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
+def clean_environ(tmp_path: Path, **environ: str) -> dict[str, str]:
+    """The test process's environment without any portal setting, plus ``environ``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DATABASE_URL", "REDIS_URL"))}
     clean.update({"PORTAL_DATA_DIR": str(tmp_path / "data"), **environ})
+    return clean
+
+
+def run_manage(*args: str, tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean_environ(tmp_path, **environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+
+
+def settings_under(tmp_path: Path, **environ: str) -> dict[str, Any]:
+    """Return the settings a fresh process builds from ``environ`` (importing them connects to nothing)."""
+    code = (
+        "import json; from portal import settings as s; "
+        "print(json.dumps({k: getattr(s, k) for k in dir(s) if k.isupper()}, default=str))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean_environ(tmp_path, **environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
 
 
 @pytest.mark.parametrize(
@@ -112,21 +141,6 @@ def test_a_content_security_policy_is_sent(client):
     assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
 
 
-def settings_under(tmp_path: Path, **environ: str) -> dict[str, Any]:
-    """Return the database, channel-layer and cache settings a fresh process builds (no connection)."""
-    code = (
-        "import json; from portal import settings as s; "
-        "print(json.dumps({'DATABASES': s.DATABASES, 'CHANNEL_LAYERS': s.CHANNEL_LAYERS, 'CACHES': s.CACHES}))"
-    )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DATABASE_URL", "REDIS_URL"))}
-    clean.update({"PORTAL_DATA_DIR": str(tmp_path / "data"), **environ})
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=True
-    )
-    loaded: dict[str, Any] = json.loads(result.stdout)
-    return loaded
-
-
 def test_the_defaults_need_nothing_installed(tmp_path):
     found = settings_under(tmp_path)
     assert found["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
@@ -169,3 +183,22 @@ def test_the_cache_database_follows_the_channel_layers(tmp_path, redis_url, cach
 def test_portal_cache_url_puts_the_cache_elsewhere(tmp_path):
     found = settings_under(tmp_path, REDIS_URL="redis://redis.internal/0", PORTAL_CACHE_URL="redis://cache.internal/0")
     assert found["CACHES"]["default"]["LOCATION"] == "redis://cache.internal/0"
+
+
+def test_the_smtp_password_can_come_from_a_file(tmp_path):
+    password_file = tmp_path / "smtp"
+    password_file.write_text("mail-s3cret\n")
+    found = settings_under(
+        tmp_path,
+        PORTAL_EMAIL_HOST_USER="portal",
+        PORTAL_EMAIL_HOST_PASSWORD_FILE=str(password_file),
+        PORTAL_EMAIL_USE_TLS="true",
+    )
+    assert (found["EMAIL_HOST_USER"], found["EMAIL_HOST_PASSWORD"]) == ("portal", "mail-s3cret")
+    assert (found["EMAIL_USE_TLS"], found["EMAIL_USE_SSL"]) == (True, False)
+
+
+def test_starttls_and_implicit_tls_together_are_refused(tmp_path):
+    result = run_manage("check", tmp_path=tmp_path, PORTAL_EMAIL_USE_TLS="true", PORTAL_EMAIL_USE_SSL="yes")
+    assert result.returncode != 0
+    assert "PORTAL_EMAIL_USE_TLS and PORTAL_EMAIL_USE_SSL are both true" in result.stderr
