@@ -8,7 +8,10 @@ as a surprise hours later. Secrets can also be read from a file named by ``NAME_
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -124,3 +127,25 @@ def env_url(name: str, schemes: Sequence[str]) -> str | None:
     if scheme not in schemes:
         raise ImproperlyConfigured(f"{name} must start with one of: {', '.join(s + '://' for s in schemes)}.")
     return value
+
+
+def generated_secret(path: Path) -> str:
+    """Return the secret stored in ``path``, generating it (mode 0600) if there is none yet.
+
+    Several processes may start at once on an empty data directory: each writes a complete
+    key to its own temporary file and hard-links it into place, which succeeds for exactly
+    one of them; the others read the winner's key. Nobody ever reads a half-written file.
+    """
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(64))
+                handle.flush()
+                os.fsync(handle.fileno())
+            # FileExistsError: another process was first, and its key is the one to use.
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    return path.read_text(encoding="utf-8").strip()

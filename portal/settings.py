@@ -7,8 +7,6 @@ Production sets ``PORTAL_ENV=production`` plus ``DATABASE_URL``, ``REDIS_URL`` a
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -24,6 +22,7 @@ from portal.env import (
     env_secret,
     env_str,
     env_url,
+    generated_secret,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -46,12 +45,7 @@ def _secret_key() -> str:
         if len(configured) < 50:
             raise ImproperlyConfigured("PORTAL_SECRET_KEY must be at least 50 characters long.")
         return configured
-    key_file = DATA_DIR / "secret_key"
-    if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(secrets.token_urlsafe(64))
-    return key_file.read_text(encoding="utf-8").strip()
+    return generated_secret(DATA_DIR / "secret_key")
 
 
 SECRET_KEY = _secret_key()

@@ -7,6 +7,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,29 @@ def test_the_secret_key_is_generated_once_with_mode_0600(tmp_path):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert run_manage("check", tmp_path=tmp_path).returncode == 0
     assert key_file.read_text() == first
+
+
+def generate_together(key_file: Path, starters: int) -> set[str]:
+    barrier = threading.Barrier(starters)
+
+    def start(_: int) -> str:
+        barrier.wait()
+        return env.generated_secret(key_file)
+
+    with ThreadPoolExecutor(max_workers=starters) as pool:
+        return set(pool.map(start, range(starters)))
+
+
+def test_processes_starting_together_generate_one_secret_key(tmp_path):
+    # Each round: several starters race on an empty directory; all must read the same full key.
+    for round_number in range(20):
+        key_file = tmp_path / str(round_number) / "secret_key"
+        key_file.parent.mkdir()
+        keys = generate_together(key_file, starters=4)
+        assert len(keys) == 1
+        assert len(keys.pop()) >= 50
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert os.listdir(key_file.parent) == ["secret_key"], "no temporary file left behind"
 
 
 def test_production_settings_pass_the_deploy_check(tmp_path):
