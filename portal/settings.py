@@ -36,6 +36,9 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 PORTAL_HOST = env_str("PORTAL_HOST", "127.0.0.1")
 PORTAL_PORT = env_int("PORTAL_PORT", 8000, minimum=1, maximum=65535)
+# Trust X-Forwarded-For/-Proto from the peer (runportal passes Daphne --proxy-headers): only
+# behind a proxy that sets them, or any client could claim any IP and dodge rate limits.
+PORTAL_BEHIND_PROXY = env_bool("PORTAL_BEHIND_PROXY", False)
 
 
 def _secret_key() -> str:

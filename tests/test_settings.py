@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -10,10 +11,12 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 from portal import env
 
@@ -227,3 +230,41 @@ def test_starttls_and_implicit_tls_together_are_refused(tmp_path):
     result = run_manage("check", tmp_path=tmp_path, PORTAL_EMAIL_USE_TLS="true", PORTAL_EMAIL_USE_SSL="yes")
     assert result.returncode != 0
     assert "PORTAL_EMAIL_USE_TLS and PORTAL_EMAIL_USE_SSL are both true" in result.stderr
+
+
+class ExitedAtOnce:
+    """Stands in for a child process of runportal that has already exited."""
+
+    started: ClassVar[list[list[str]]] = []
+
+    def __init__(self, argv: list[str], **kwargs: Any) -> None:
+        self.started.append(argv)
+
+    def poll(self) -> int:
+        return 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+
+def runportal_argv(monkeypatch, **overrides: Any) -> dict[str, list[str]]:
+    from portal.management.commands import runportal
+
+    ExitedAtOnce.started = []
+    monkeypatch.setattr(runportal.subprocess, "Popen", ExitedAtOnce)
+    monkeypatch.setattr(runportal.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(runportal, "port_is_free", lambda host, port: True)
+    with override_settings(**overrides), pytest.raises(CommandError):
+        call_command("runportal", stdout=io.StringIO())
+    web, engine = ExitedAtOnce.started
+    return {"web": web, "engine": engine}
+
+
+def test_runportal_trusts_no_proxy_headers_by_default(monkeypatch):
+    argv = runportal_argv(monkeypatch)
+    assert "--proxy-headers" not in argv["web"], "a directly exposed Daphne must not believe X-Forwarded-For"
+    assert argv["engine"][1:] == [str(ROOT / "manage.py"), "runengine"]
+
+
+def test_runportal_trusts_proxy_headers_behind_a_proxy(monkeypatch):
+    assert "--proxy-headers" in runportal_argv(monkeypatch, PORTAL_BEHIND_PROXY=True)["web"]

@@ -40,12 +40,17 @@ class Command(BaseCommand):
                 "to a free port (python manage.py doctor says more)."
             )
         python = sys.executable
+        proxy_headers = ["--proxy-headers"] if settings.PORTAL_BEHIND_PROXY else []
         commands: dict[str, list[str]] = {
-            "web": [python, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "portal.asgi:application"],
+            "web": [python, "-m", "daphne", "-b", host, "-p", str(port), *proxy_headers, "portal.asgi:application"],
         }
         if not options["no_engine"]:
-            commands["engine"] = [python, "manage.py", "runengine"]
-        children = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603 - our own argv
+            commands["engine"] = [python, str(settings.BASE_DIR / "manage.py"), "runengine"]
+        # From the project directory, so Daphne finds portal.asgi wherever runportal was started.
+        children = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR)  # noqa: S603 - our own argv
+            for name, cmd in commands.items()
+        }
 
         stopping = False
 
