@@ -91,11 +91,10 @@ def env_choice(name: str, default: str, choices: Sequence[str]) -> str:
 
 
 def env_list(name: str, default: Sequence[str]) -> list[str]:
-    """Return a comma-separated list with empty items dropped."""
-    value = _raw(name)
-    if value is None:
-        return list(default)
-    return [item.strip() for item in value.split(",") if item.strip()]
+    """Return a comma-separated list with empty items dropped; the default when it names none."""
+    value = _raw(name) or ""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    return items or list(default)
 
 
 def env_secret(name: str) -> str | None:

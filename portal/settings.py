@@ -30,6 +30,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PORTAL_ENV = env_choice("PORTAL_ENV", "development", ("development", "production"))
 PRODUCTION = PORTAL_ENV == "production"
 DEBUG = env_bool("PORTAL_DEBUG", False)
+if PRODUCTION and DEBUG:
+    # Debug pages show settings, source and SQL to anyone who triggers an error.
+    raise ImproperlyConfigured("PORTAL_DEBUG=true is refused with PORTAL_ENV=production: unset PORTAL_DEBUG.")
 
 DATA_DIR = Path(env_str("PORTAL_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pyotp
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
 from accounts.roles import ADMINS, MEMBERS, assign_role
@@ -124,14 +126,32 @@ def test_accounts_made_by_an_admin_log_in_without_verifying_while_sign_up_is_ope
 
 @open_sign_up
 def test_the_first_admin_without_an_email_logs_in_while_sign_up_is_open(db, capsys):
-    from django.core.management import call_command
-
     call_command("bootstrap")
     password = re.search(r"password: (\S+)", capsys.readouterr().out)
     assert password
     client = Client()
     assert login(client, "admin", password.group(1)).status_code == 302
     assert client.get("/admin/").status_code == 200
+
+
+def test_bootstrap_creates_the_first_admin_once(db, capsys):
+    call_command("bootstrap")
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_staff
+    assert "password:" in capsys.readouterr().out
+    call_command("bootstrap")
+    assert get_user_model().objects.count() == 1
+    assert capsys.readouterr().out == ""
+
+
+def test_bootstrap_leaves_a_member_named_admin_alone_and_says_what_to_do(user_factory):
+    member = user_factory("admin", MEMBERS)
+    with pytest.raises(CommandError, match="bootstrap --username NAME"):
+        call_command("bootstrap")
+    member.refresh_from_db()
+    assert not member.is_staff
+    call_command("bootstrap", "--username", "root", stdout=io.StringIO())
+    assert get_user_model().objects.get(username="root").is_superuser
 
 
 def test_login_attempts_are_rate_limited(alice):

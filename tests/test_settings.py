@@ -162,6 +162,22 @@ def test_production_without_allowed_hosts_is_refused(tmp_path):
     assert "PORTAL_ALLOWED_HOSTS" in result.stderr
 
 
+@pytest.mark.parametrize("hosts", ["", " , "])
+def test_empty_allowed_hosts_count_as_unset(tmp_path, hosts):
+    assert settings_under(tmp_path, PORTAL_ALLOWED_HOSTS=hosts)["ALLOWED_HOSTS"] == ["127.0.0.1", "localhost", "[::1]"]
+    result = run_manage("check", tmp_path=tmp_path, PORTAL_ENV="production", PORTAL_ALLOWED_HOSTS=hosts)
+    assert result.returncode != 0
+    assert "PORTAL_ALLOWED_HOSTS must name the public host name(s)" in result.stderr
+
+
+def test_debug_in_production_is_refused(tmp_path):
+    result = run_manage(
+        "check", tmp_path=tmp_path, PORTAL_ENV="production", PORTAL_ALLOWED_HOSTS="portal.example.com", PORTAL_DEBUG="1"
+    )
+    assert result.returncode != 0
+    assert "PORTAL_DEBUG=true is refused with PORTAL_ENV=production" in result.stderr
+
+
 def test_a_content_security_policy_is_sent(client):
     response = client.get("/healthz")
     policy = response["Content-Security-Policy"]

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts.roles import ADMINS, assign_role
 
@@ -24,8 +24,14 @@ class Command(BaseCommand):
             or user_model.objects.filter(is_superuser=True).exists()
         ):
             return
+        username = options["username"]
+        if user_model.objects.filter(username=username).exists():
+            raise CommandError(
+                f"There is no admin yet, and the name {username!r} is taken by a user who is not one. "
+                "Create the first admin under another name: python manage.py bootstrap --username NAME"
+            )
         password = secrets.token_urlsafe(15)
-        admin = user_model.objects.create_user(username=options["username"], password=password)
+        admin = user_model.objects.create_user(username=username, password=password)
         assign_role(admin, ADMINS)
         # Printed once here; only the hash is stored.
         self.stdout.write(
