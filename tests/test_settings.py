@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -267,8 +268,8 @@ def runportal_argv(monkeypatch, **overrides: Any) -> dict[str, list[str]]:
     from portal.management.commands import runportal
 
     ExitedAtOnce.started = []
-    monkeypatch.setattr(runportal.subprocess, "Popen", ExitedAtOnce)
-    monkeypatch.setattr(runportal.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(subprocess, "Popen", ExitedAtOnce)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
     monkeypatch.setattr(runportal, "port_is_free", lambda host, port: True)
     with override_settings(**overrides), pytest.raises(CommandError):
         call_command("runportal", stdout=io.StringIO())
