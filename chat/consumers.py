@@ -72,9 +72,10 @@ class ChatConsumer(AuthenticatedJsonConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not await self.user_still_active():
             return
-        handler = _HANDLERS.get(content.get("type"))
+        kind = content.get("type")
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self.send_error("unknown_type", f"unknown frame type {str(content.get('type'))[:40]!r}")
+            await self.send_error("unknown_type", f"unknown frame type {str(kind)[:40]!r}")
             return
         try:
             await handler(self, content)

@@ -17,7 +17,15 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from inference.generation import GenerationRejected, Outcome, Prepared, Sampling, parse_sampling, prepare
+from inference.generation import (
+    GenerationRejected,
+    Outcome,
+    Prepared,
+    Sampling,
+    parse_sampling,
+    prepare,
+    storable_text,
+)
 
 SOURCE = "chat"
 TITLE_CHARS = 80
@@ -60,6 +68,8 @@ def check_content(content: Any) -> str:
     """Return the message text, or raise ``empty_content`` / ``content_too_long`` / ``bad_request``."""
     if not isinstance(content, str):
         raise ChatRejected("bad_request", "content must be text")
+    if not storable_text(content):
+        raise ChatRejected("bad_request", "content contains characters that cannot be stored")
     if not content.strip():
         raise ChatRejected("empty_content", "the message is empty")
     limit = settings.CHAT_MAX_MESSAGE_CHARS
@@ -79,7 +89,7 @@ def _merged_settings(conversation: Conversation, raw: Any, user: Any) -> tuple[d
         raise ChatRejected("invalid_params", "params must be an object", field="params")
     merged = {**conversation.settings_dict(), **raw}
     system = merged.pop("system") or ""
-    if not isinstance(system, str):
+    if not storable_text(system):
         raise ChatRejected("invalid_params", "system must be text", field="system")
     limit = settings.CHAT_MAX_SYSTEM_PROMPT_CHARS
     if len(system) > limit:
@@ -217,6 +227,8 @@ def mark_lost(message_id: int) -> Message:
 
 def summaries(user: Any, query: str = "") -> list[dict[str, Any]]:
     """Return the user's conversations for the sidebar, newest first, filtered by title."""
+    if not storable_text(query):
+        return []  # no stored title contains it (and PostgreSQL refuses NUL in a query)
     conversations = owned(user)
     if query.strip():
         conversations = conversations.filter(title__icontains=query.strip())
@@ -241,6 +253,8 @@ def rename(user: Any, conversation_id: int, title: Any) -> Conversation:
     conversation = get_owned(user, conversation_id)
     if not isinstance(title, str) or not title.strip():
         raise ChatRejected("bad_request", "the title is empty")
+    if not storable_text(title):
+        raise ChatRejected("bad_request", "the title contains characters that cannot be stored")
     conversation.title = title.strip()[:200]
     conversation.save(update_fields=["title", "updated_at"])
     return conversation

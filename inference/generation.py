@@ -78,17 +78,40 @@ def max_tokens_limit(user: Any) -> int:
     return limit
 
 
+def storable_text(value: Any) -> bool:
+    """Return whether ``value`` is a string that can be stored and sent as it is.
+
+    JSON may spell lone surrogates (``"\\ud800"``), which UTF-8 cannot encode, and NUL,
+    which PostgreSQL cannot store: both would fail only when saved, after validation.
+    """
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _number(raw: Mapping[str, Any], name: str, low: float, high: float, *, low_open: bool = False) -> float | None:
     value = raw.get(name)
     if value is None:
         return None
     # bool is an int in Python, but "temperature": true is a client bug, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise GenerationRejected("invalid_params", f"{name} must be a number", field=name)
-    if value < low or value > high or (low_open and value == low):
+    try:
+        number = float(value)
+    except OverflowError:
+        # A whole number too large for a float (JSON allows any number of digits): out of range.
+        number = math.inf if value > 0 else -math.inf
+    else:
+        if not math.isfinite(number):
+            raise GenerationRejected("invalid_params", f"{name} must be a finite number", field=name)
+    if number < low or number > high or (low_open and number == low):
         bound = f"above {low:g}" if low_open else f"at least {low:g}"
         raise GenerationRejected("invalid_params", f"{name} must be {bound} and at most {high:g}", field=name)
-    return float(value)
+    return number
 
 
 def parse_sampling(raw: Mapping[str, Any], user: Any) -> Sampling:
@@ -102,7 +125,7 @@ def parse_sampling(raw: Mapping[str, Any], user: Any) -> Sampling:
     if unknown:
         raise GenerationRejected("invalid_params", f"unknown parameter {unknown[0]!r}", field=unknown[0])
     model = raw.get("model")
-    if model is not None and (not isinstance(model, str) or len(model) > 200):
+    if model is not None and (not storable_text(model) or len(model) > 200):
         raise GenerationRejected("invalid_params", "model must be a model name", field="model")
     temperature = _number(raw, "temperature", *TEMPERATURE_RANGE)
     top_p = _number(raw, "top_p", 0.0, 1.0, low_open=True)

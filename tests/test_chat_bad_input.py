@@ -26,6 +26,10 @@ def send(content="Hello", conversation=None, **params):
     return json.dumps({"type": "chat.send", "conversation": conversation, "content": content, "params": params})
 
 
+def edit(conversation, content):
+    return json.dumps({"type": "chat.edit", "conversation": conversation, "content": content})
+
+
 LONG = "x" * 101
 
 BAD_FRAMES = {
@@ -62,6 +66,20 @@ BAD_FRAMES = {
     "a conversation id that is not a number": (send(conversation="1"), "not_found"),
     "regenerate without a conversation": ('{"type": "chat.regenerate"}', "not_found"),
     "attach to an unknown conversation": ('{"type": "chat.attach", "conversation": 999999}', "not_found"),
+    "edit of an unknown conversation": (edit(999_999, "changed"), "not_found"),
+    "stop of an unknown conversation": ('{"type": "chat.stop", "conversation": 999999}', "not_found"),
+    "over-long content in an edit": (edit(999_999, LONG), "content_too_long"),
+    "empty content in an edit": (edit(999_999, " "), "empty_content"),
+    "a type that is a list": ('{"type": ["chat.send"], "content": "hi"}', "unknown_type"),
+    "a type that is an object": ('{"type": {"chat": "send"}, "content": "hi"}', "unknown_type"),
+    "a huge whole-number temperature": (send(temperature=int("9" * 400)), "invalid_params"),
+    "a huge negative top_p": (send(top_p=-int("9" * 400)), "invalid_params"),
+    "NaN max tokens": ('{"type": "chat.send", "content": "hi", "params": {"max_tokens": NaN}}', "invalid_params"),
+    "content with a lone surrogate": (send("hi \ud800"), "bad_request"),
+    "content with a NUL character": (send("hi \x00"), "bad_request"),
+    "a system prompt with a lone surrogate": (send(system="\udfff"), "invalid_params"),
+    "a model name with a lone surrogate": (send(model="stub\ud800"), "invalid_params"),
+    "a frame over the size limit": (json.dumps({"type": "chat.attach", "padding": "x" * 70_000}), "content_too_long"),
 }
 
 
@@ -141,3 +159,15 @@ async def test_bob_cannot_touch_alices_conversation(alice, bob, frame):
     contents = await database_sync_to_async(list)(Message.objects.values_list("content", flat=True).order_by("pk"))
     assert contents == ["my secret", "kept"]
     await socket.disconnect()
+
+
+@pytest.mark.parametrize("title", ["bad \ud800 title", "nul \x00 title"], ids=["lone surrogate", "NUL"])
+async def test_a_title_that_cannot_be_stored_is_a_400_and_nothing_changes(alice, client_for, title):
+    conversation_id = await alices_conversation(alice, None)
+    client = await database_sync_to_async(client_for)(alice)
+    url = f"/chat/api/conversations/{conversation_id}/rename/"
+    response = await database_sync_to_async(client.post)(url, json.dumps({"title": title}), "application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+    conversation = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert conversation.title == "Alice's secrets"
