@@ -82,9 +82,6 @@ class ChatConsumer(AuthenticatedJsonConsumer):
         except GenerationRejected as exc:
             await self.send_error(exc.code, exc.message, **exc.details)
 
-    async def send_error(self, code: str, message: str, **details: Any) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message, **details})
-
     async def on_send(self, content: dict[str, Any]) -> None:
         await self._turn(SEND, content)
 

@@ -8,8 +8,10 @@ engine's current values so an admin can act on it directly.
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -104,11 +106,15 @@ def _context_too_long(match: re.Match[str], config: EngineConfig) -> Diagnosis:
 
 
 def _model_not_found(match: re.Match[str], config: EngineConfig) -> Diagnosis:
+    from inference.demo import DEMO_FOLDER
+
     if config.model.startswith("/"):
-        remedies = [
-            f"Check that {config.model} exists on the engine host and holds config.json and the weights.",
-            "Demo model: run `python manage.py preparedemo` to (re)create it.",
-        ]
+        remedies = [f"Check that {config.model} exists on the engine host and holds config.json and the weights."]
+        if PurePosixPath(config.model).name == DEMO_FOLDER:
+            remedies.append(
+                "This is the demo model: run `python manage.py preparedemo` on the engine host to prepare its "
+                "folder again, then start the engine."
+            )
     else:
         remedies = [
             f"Check the hub id {config.model!r} (spelling, access rights, HF_TOKEN for gated models).",
@@ -165,7 +171,58 @@ def _engine_died(match: re.Match[str], config: EngineConfig) -> Diagnosis:
     return Diagnosis(
         "engine_died",
         "The engine's worker process died unexpectedly.",
-        ["See the log for the cause; if it ran out of memory, lower max model length or max sequences."],
+        [
+            "See the log for the cause. If the kernel's out-of-memory killer ended it (`dmesg | grep -i oom`), "
+            f"lower max model length (now {config.max_model_len or 'the model maximum'}) or max sequences "
+            f"(now {config.max_num_seqs}){_cpu_kv_hint(config)}.",
+        ],
+    )
+
+
+def _kv_dtype_unsupported(match: re.Match[str], config: EngineConfig) -> Diagnosis:
+    return Diagnosis(
+        "kv_cache_dtype_unsupported",
+        f"This machine cannot run KV cache dtype {config.kv_cache_dtype}: {match.group(0)}",
+        [f"Set KV cache dtype to auto (now {config.kv_cache_dtype})."],
+    )
+
+
+def _cpu_kv_hint(config: EngineConfig) -> str:
+    if config.device != config.Device.CPU:
+        return ""
+    return f", or CPU KV cache GiB (now {config.cpu_kv_cache_gib})"
+
+
+def _signalled(code: int | None) -> signal.Signals | None:
+    """The signal that ended the engine: the guard exits with 128 + N, Popen reports -N."""
+    if code is None or code == 0:
+        return None
+    number = -code if code < 0 else code - 128
+    try:
+        return signal.Signals(number)
+    except ValueError:
+        return None
+
+
+def _killed(signum: signal.Signals, config: EngineConfig) -> Diagnosis:
+    if signum == signal.SIGKILL:
+        return Diagnosis(
+            "killed",
+            "The engine was killed (SIGKILL) without an error message.",
+            [
+                "If nobody killed it, the kernel's out-of-memory killer may have: check `dmesg | grep -i oom`, "
+                f"and lower max sequences (now {config.max_num_seqs}) or max model length "
+                f"(now {config.max_model_len or 'the model maximum'}){_cpu_kv_hint(config)}.",
+            ],
+        )
+    return Diagnosis(
+        "killed",
+        f"The engine was ended by {signum.name} (signal {signum.value}) without an error message.",
+        [
+            "SIGSEGV, SIGBUS, SIGILL or SIGABRT mean a crash in native code: check that `make engine` installed "
+            "the engine build for this machine (CPU or CUDA) and driver; other signals came from outside the "
+            "portal (`journalctl`, `dmesg`).",
+        ],
     )
 
 
@@ -188,6 +245,10 @@ _RULES: list[tuple[re.Pattern[str], Rule]] = [
     ),
     (re.compile(r"Model architectures? (\[.*?\]) (?:are|is) not supported"), _unsupported),
     (re.compile(r"error: (unrecognized arguments: .*|argument --[\w-]+.*)"), _bad_flag),
+    (
+        re.compile(r"FP8 KV cache (?:on CPU requires|requires head_size divisible by 32 on CPU).*"),
+        _kv_dtype_unsupported,
+    ),
     (re.compile(r"Address already in use"), _port_in_use),
     (
         re.compile(
@@ -208,10 +269,13 @@ _RULES: list[tuple[re.Pattern[str], Rule]] = [
 _EXCEPTION = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
 
 
-def diagnose(lines: Iterable[str], config: EngineConfig) -> Diagnosis:
-    """Return why the launch that wrote ``lines`` failed, with the settings to change.
+def diagnose(lines: Iterable[str], config: EngineConfig, exit_code: int | None = None) -> Diagnosis:
+    """Return why the launch that wrote ``lines`` and ended with ``exit_code`` failed, and what to change.
 
-    Falls back to the last exception line, or to "exited without an error message".
+    Pass only the lines since the engine was ready when it failed after being ready: start-up
+    warnings must not explain a later crash. Known messages win; then a killing signal (the
+    out-of-memory killer leaves no message); then the last exception line; else "exited
+    without an error message".
     """
     text = list(lines)
     for pattern, rule in _RULES:
@@ -220,6 +284,9 @@ def diagnose(lines: Iterable[str], config: EngineConfig) -> Diagnosis:
             if match:
                 diagnosis = rule(match, config)
                 return Diagnosis(diagnosis.kind, diagnosis.summary, diagnosis.remedies, evidence=line.strip()[:500])
+    signum = _signalled(exit_code)
+    if signum is not None:
+        return _killed(signum, config)
     for line in reversed(text):
         match = _EXCEPTION.match(line.strip())
         if match:

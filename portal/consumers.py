@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+logger = logging.getLogger(__name__)
 
 # Close codes in the private range (4000-4999), documented in docs/websocket.md.
 CLOSE_UNAUTHENTICATED = 4401
@@ -23,8 +27,27 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
     """A JSON WebSocket that only logged-in, active users may open.
 
     Subclasses call ``await self.user_still_active()`` before acting on a message so a
-    user who was disabled meanwhile is cut off.
+    user who was disabled meanwhile is cut off. A message whose handler fails with an
+    unexpected exception is logged and answered with an ``internal_error`` frame; the socket
+    stays open.
     """
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") in ("websocket.connect", "websocket.disconnect"):
+            await super().dispatch(message)
+            return
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            # Last resort: one bad frame or event must not close the socket for the others.
+            logger.exception("%s failed on a %s message", type(self).__name__, message.get("type"))
+            await self.send_error("internal_error", "the portal failed on this request; it was logged")
+
+    async def send_error(self, code: str, message: str, **details: Any) -> None:
+        """Send an error frame: ``{"type": "error", "code", "message", ...details}``."""
+        await self.send_json({"type": "error", "code": code, "message": message, **details})
 
     async def connect(self) -> None:
         user = self.scope.get("user")

@@ -8,11 +8,13 @@ real engine.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
 from channels.db import database_sync_to_async
 
+from chat import conversations
 from chat.models import Conversation, Message
 from inference.models import EngineConfig, EngineState
 from tests.chat_socket import (
@@ -345,4 +347,23 @@ async def test_deleting_a_conversation_stops_its_answer(alice, stub, client_for)
     assert frames[-1]["status"] == "stopped"
     assert await asyncio.to_thread(stub.closed_early.wait, 5)
     assert await saved_counts() == (0, 0)
+    await socket.disconnect()
+
+
+async def test_an_unexpected_failure_gets_an_internal_error_frame_and_the_socket_stays_usable(
+    alice, stub, monkeypatch, caplog
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(conversations, "begin_turn", broken)
+    socket = await chat_socket(alice)
+    with caplog.at_level(logging.ERROR, logger="portal.consumers"):
+        await socket.send_json_to(send())
+        error = await socket.receive_json_from(timeout=5)
+    assert (error["type"], error["code"]) == ("error", "internal_error")
+    assert "a bug" not in error["message"]
+    assert any(record.exc_info for record in caplog.records)
+    await socket.send_json_to({"type": "chat.attach", "conversation": None})
+    assert (await socket.receive_json_from(timeout=5))["type"] == "attached"
     await socket.disconnect()

@@ -32,8 +32,15 @@ def diagnosis_of(name: str, **fields):
 def test_a_missing_model_folder_is_diagnosed_with_the_path_to_check():
     found = diagnosis_of("model-not-found")
     assert found.kind == "model_not_found"
-    assert "/srv/models/no-such-model" in found.remedies[0]
-    assert "preparedemo" in found.remedies[1]
+    assert found.remedies == [
+        "Check that /srv/models/no-such-model exists on the engine host and holds config.json and the weights."
+    ]
+
+
+def test_a_missing_demo_model_folder_points_to_preparedemo():
+    found = diagnosis_of("model-not-found", model="/srv/data/models/SmolLM2-135M-Instruct")
+    assert found.kind == "model_not_found"
+    assert "run `python manage.py preparedemo` on the engine host" in found.remedies[1]
 
 
 def test_a_hub_model_without_network_is_diagnosed_as_not_found():
@@ -108,3 +115,44 @@ def test_a_log_without_a_known_error_falls_back_to_the_last_exception():
 )
 def test_load_progress_comes_from_vllms_milestones(line, expected):
     assert progress_of(line) == (pytest.approx(expected) if expected is not None else None)
+
+
+def startup_until_ready() -> list[str]:
+    """A real start-up (with its warning that max model length exceeds the model's) up to ready."""
+    lines = (LOGS / "kv-cache-too-small.log").read_text().splitlines()
+    end = next(index for index, line in enumerate(lines) if "Loading weights took" in line)
+    return [*lines[: end + 1], "(APIServer pid=1) INFO [launcher.py:46] Application startup complete."]
+
+
+def test_start_up_warnings_explain_a_failed_start_but_not_a_crash_after_ready():
+    startup = startup_until_ready()
+    assert diagnose(startup, config(), exit_code=1).kind == "context_too_long", "the whole launch when never ready"
+    assert diagnose([], config(), exit_code=137).kind == "killed", "only the lines since ready"
+
+
+def test_a_killing_signal_wins_over_an_earlier_exception_line():
+    since_ready = [
+        "(APIServer pid=1) WARNING [serving.py:210] Request failed: ValueError: prompt too long",
+        "ValueError: This model's maximum context length is 2048 tokens.",
+    ]
+    killed = diagnose(since_ready, config(max_num_seqs=8, cpu_kv_cache_gib=4), exit_code=137)
+    assert killed.kind == "killed"
+    assert "SIGKILL" in killed.summary
+    assert "out-of-memory killer" in killed.remedies[0]
+    assert "max sequences (now 8)" in killed.remedies[0]
+    assert "CPU KV cache GiB (now 4)" in killed.remedies[0]
+    assert diagnose(since_ready, config(), exit_code=-9).kind == "killed", "a guard killed itself reports -9"
+    crashed = diagnose(since_ready, config(), exit_code=139)
+    assert crashed.kind == "killed"
+    assert "SIGSEGV (signal 11)" in crashed.summary
+    assert diagnose(since_ready, config(), exit_code=1).kind == "error", "a plain exit falls back to the exception"
+
+
+def test_an_fp8_kv_cache_the_cpu_cannot_run_says_to_use_auto():
+    line = (
+        "(EngineCore pid=3) ERROR [core.py:1510] "
+        "NotImplementedError: FP8 KV cache on CPU requires x86 with AVX-512 or AMX."
+    )
+    found = diagnose(["Traceback (most recent call last):", line], config(kv_cache_dtype="fp8"))
+    assert found.kind == "kv_cache_dtype_unsupported"
+    assert found.remedies == ["Set KV cache dtype to auto (now fp8)."]

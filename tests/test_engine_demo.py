@@ -1,0 +1,55 @@
+"""``preparedemo``: the demo engine once, and the demo model again wherever its folder went missing.
+
+Converting the model needs the engine environment, so these tests record what the command
+asks of :func:`inference.demo.prepare_demo_model` instead (the real conversion runs in the
+engine test stack).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from inference.models import EngineConfig
+
+pytestmark = [pytest.mark.django_db]
+
+
+@pytest.fixture
+def prepared(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    calls: list[Path] = []
+
+    def prepare(models_dir: Path) -> tuple[Path, bool]:
+        calls.append(models_dir)
+        return models_dir / "SmolLM2-135M-Instruct", True
+
+    monkeypatch.setattr("inference.management.commands.preparedemo.prepare_demo_model", prepare)
+    return calls
+
+
+def test_it_prepares_the_demo_folder_of_an_existing_engine_again_when_it_is_missing(prepared, tmp_path):
+    EngineConfig.objects.create(
+        name="demo", served_model_name="SmolLM2-135M-Instruct", model=str(tmp_path / "SmolLM2-135M-Instruct"), port=8100
+    )
+    EngineConfig.objects.create(name="oss", served_model_name="gpt-oss-20b", model="openai/gpt-oss-20b", port=8101)
+    call_command("preparedemo")
+    assert prepared == [tmp_path]
+    assert EngineConfig.objects.count() == 2, "no second demo engine"
+
+
+def test_it_leaves_a_prepared_demo_folder_alone(prepared, tmp_path):
+    folder = tmp_path / "SmolLM2-135M-Instruct"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    EngineConfig.objects.create(name="demo", served_model_name="SmolLM2-135M-Instruct", model=str(folder), port=8100)
+    call_command("preparedemo")
+    assert prepared == []
+
+
+def test_without_engines_it_prepares_the_model_and_creates_the_demo_engine(prepared, tmp_path):
+    call_command("preparedemo", "--models-dir", str(tmp_path), "--port", "8123")
+    assert prepared == [tmp_path.resolve()]
+    demo = EngineConfig.objects.get()
+    assert (demo.name, demo.port, demo.model) == ("demo", 8123, str(tmp_path.resolve() / "SmolLM2-135M-Instruct"))
