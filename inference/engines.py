@@ -99,9 +99,11 @@ def _message(effective: str, progress: float | None, config: EngineConfig, state
         return "engine restarting after a crash — an admin has been told"
     if effective == EngineState.State.CRASH_LOOP:
         return "engine failed repeatedly and was stopped — an admin has been told"
+    # Crashes are mailed to the admins by the supervisor (see tell_admins); a dead supervisor
+    # or a stopped engine tells nobody, so users are asked to.
     if config.desired_state == EngineConfig.Desired.RUNNING and not supervisor_alive(state):
-        return "engine supervisor is not running — an admin has been told"
-    return "engine stopped — an admin has been told"
+        return "engine supervisor is not running — please tell an admin"
+    return "engine stopped — please ask an admin to start it"
 
 
 def _engines() -> list[EngineConfig]:
@@ -115,7 +117,7 @@ def pick_engine(model: str | None) -> EngineTarget:
     """
     engines = _engines()
     if not engines:
-        raise EngineUnavailable("none", "no engine is configured — an admin has been told", model=model)
+        raise EngineUnavailable("none", "no engine is configured — please ask an admin to add one", model=model)
     candidates = [config for config in engines if model is None or config.served_model_name == model]
     if not candidates:
         raise EngineUnavailable("unknown_model", f"no engine serves the model {model!r}", model=model)

