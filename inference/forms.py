@@ -16,8 +16,9 @@ from inference.vllm_args import parse_extra_flags
 class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
     """Validate an engine config; refuse a running config the planner says cannot fit.
 
-    The model's validators bound each number; this form adds the flag allow-list, the
-    portal's own port, and the memory plan (overridable with ``ignore_memory_plan``).
+    The model's validators bound each number and its ``clean()`` refuses combinations vLLM
+    refuses; this form adds the flag allow-list, the portal's own port, and the memory plan
+    (overridable with ``ignore_memory_plan``).
     """
 
     class Meta:
@@ -63,8 +64,15 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
             return cleaned
         if cleaned.get("desired_state") != EngineConfig.Desired.RUNNING or cleaned.get("ignore_memory_plan"):
             return cleaned
-        # The instance gets the cleaned values only after clean(); plan a copy with them now.
+        # The instance gets the cleaned values, and the model's validators run, only after
+        # clean(): validate a copy first, and plan only a valid one (a tensor parallel size of
+        # 0 is a field error, not a plan). The model's errors are reported on their fields later.
         candidate = EngineConfig(pk=self.instance.pk, **{name: cleaned[name] for name in self.Meta.fields})
+        try:
+            candidate.clean_fields()
+            candidate.clean()
+        except ValidationError:
+            return cleaned
         plan = memory_plan(candidate)
         if plan is not None and plan.fits is False:
             advice = " ".join(plan.advice)

@@ -7,6 +7,7 @@ and :class:`EngineSample`; it reconciles the actual process with the desired sta
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
@@ -137,6 +138,30 @@ class EngineConfig(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Refuse setting combinations vLLM refuses at start-up, as field errors.
+
+        Raises ``ValidationError`` keyed by field. Invalid extra flags are left to the
+        field's own validation.
+        """
+        from inference.vllm_args import parse_extra_flags
+
+        try:
+            flags = dict(parse_extra_flags(self.extra_flags or ""))
+        except ValidationError:
+            return
+        batched = flags.get("--max-num-batched-tokens")
+        if not self.enable_chunked_prefill and batched and self.max_model_len and int(batched) < self.max_model_len:
+            raise ValidationError(
+                {
+                    "extra_flags": (
+                        f"With chunked prefill off, --max-num-batched-tokens ({batched}) must be at least the max "
+                        f"model length ({self.max_model_len}), or vLLM refuses to start: raise it, lower max "
+                        "model length, or turn chunked prefill on."
+                    )
+                }
+            )
 
 
 class EngineState(models.Model):

@@ -363,7 +363,8 @@ def _budget(
         return budget
     if capacity is None or not capacity.gpu_bytes:
         return None
-    gpus = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    # The form never plans a size below 1; a plan from elsewhere must not divide by zero either.
+    gpus = max(1, settings.tensor_parallel_size) * max(1, settings.pipeline_parallel_size)
     if gpus > len(capacity.gpu_bytes):
         problems.append(
             f"Tensor x pipeline parallel size {gpus} needs {gpus} GPUs; the host has {len(capacity.gpu_bytes)}."

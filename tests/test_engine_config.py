@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from inference.forms import EngineConfigForm
-from inference.models import EngineConfig
+from inference.models import EngineConfig, HostReading
+from inference.planner import GIB
 from inference.vllm_args import build_launch, parse_extra_flags
 
 pytestmark = [pytest.mark.django_db]
@@ -156,3 +158,41 @@ def test_the_start_command_refuses_a_config_that_cannot_fit(capsys):
     assert EngineConfig.objects.get(name="oss").desired_state == "stopped"
     call_command("engine", "start", "oss", "--ignore-memory-plan")
     assert EngineConfig.objects.get(name="oss").desired_state == "running"
+
+
+@pytest.fixture
+def gpu_host():
+    """The engine host's supervisor reported two 24 GB GPUs."""
+    gpus = [{"index": index, "name": "NVIDIA L4", "memory_total": 24 * GIB, "memory_used": 0} for index in (0, 1)]
+    return HostReading.objects.create(host="gpu-1", at=timezone.now(), gpus=gpus, cpu_count=16, memory_total=64 * GIB)
+
+
+@pytest.mark.parametrize("field", ["tensor_parallel_size", "pipeline_parallel_size"])
+def test_a_parallel_size_of_zero_on_a_gpu_host_is_a_field_error_not_a_crash(gpu_host, field):
+    data = form_data(model="openai/gpt-oss-20b", device="cuda", max_model_len="8192", desired_state="running")
+    form = EngineConfigForm(data={**data, field: "0"})
+    assert not form.is_valid()
+    assert "greater than or equal to 1" in " ".join(map(str, form.errors[field]))
+    assert "__all__" not in form.errors, "an invalid config is not planned"
+    planned = EngineConfigForm(data=data)
+    assert planned.is_valid(), planned.errors
+
+
+@pytest.mark.parametrize(
+    ("chunked", "flags", "max_model_len", "valid"),
+    [
+        (None, "--max-num-batched-tokens 1024", "2048", False),
+        (None, "--max-num-batched-tokens 2048", "2048", True),
+        ("on", "--max-num-batched-tokens 1024", "2048", True),
+        (None, "--max-num-batched-tokens 1024", None, True),
+        (None, "--enforce-eager", "2048", True),
+    ],
+)
+def test_chunked_prefill_off_needs_a_batch_that_holds_the_whole_context(chunked, flags, max_model_len, valid):
+    form = EngineConfigForm(
+        data=form_data(enable_chunked_prefill=chunked, extra_flags=flags, max_model_len=max_model_len)
+    )
+    assert form.is_valid() is valid, form.errors
+    if not valid:
+        message = " ".join(map(str, form.errors["extra_flags"]))
+        assert "--max-num-batched-tokens (1024) must be at least the max model length (2048)" in message

@@ -146,3 +146,10 @@ def test_the_shipped_gpt_oss_config_is_found_by_hub_id():
     assert load_shape("openai/gpt-oss-20b").layers == 24
     with pytest.raises(PlanError):
         load_shape("acme/unknown-model")
+
+
+def test_a_parallel_size_of_zero_is_planned_as_one_gpu_instead_of_failing():
+    shape = ModelShape.from_config(SMOLLM2)
+    zero = plan(shape, PlanSettings(tensor_parallel_size=0, pipeline_parallel_size=0), Capacity(gpu_bytes=[24 * GIB]))
+    one = plan(shape, PlanSettings(), Capacity(gpu_bytes=[24 * GIB]))
+    assert zero == one
