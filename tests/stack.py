@@ -10,6 +10,10 @@ process survived.
 
 Without ``.venv-engine`` the fixture skips (``make engine`` installs it); with
 PORTAL_REQUIRE_ENGINE=1 (CI) that is a failure instead.
+
+Every test marked ``engine`` gets a timeout of :data:`ENGINE_TEST_TIMEOUT` (unless it sets
+its own): whichever engine test runs first also pays for the shared engine's start-up
+(preparing the demo model, loading vLLM), which on 2 busy cores can exceed the 300 s default.
 """
 
 from __future__ import annotations
@@ -37,6 +41,13 @@ ENGINE_PYTHON = Path(os.environ.get("PORTAL_ENGINE_VENV") or BASE_DIR / ".venv-e
 MODELS_DIR = Path(os.environ.get("PORTAL_TEST_MODELS_DIR") or BASE_DIR / "data" / "models")
 READY_TIMEOUT = float(os.environ.get("PORTAL_TEST_ENGINE_TIMEOUT", "240"))
 MARK_VARIABLE = "PORTAL_ENGINE_MARK"
+ENGINE_TEST_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("engine") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(ENGINE_TEST_TIMEOUT))
 
 
 def free_port() -> int:
