@@ -16,6 +16,7 @@ from django.conf import settings
 from accounts.roles import is_member
 from chat import conversations, streams
 from chat.conversations import EDIT, REGENERATE, SEND, ChatRejected
+from chat.models import Message
 from inference.generation import GenerationRejected
 from portal.consumers import AuthenticatedJsonConsumer
 
@@ -123,17 +124,33 @@ class ChatConsumer(AuthenticatedJsonConsumer):
         self.present_in.add(answer.pk)
         await self.send_json({"type": "attached", "conversation": conversation_id, "answer": answer.pk})
         await streams.attach(answer.pk, self.channel_name)
+        if self.attach_timer is not None:
+            self.attach_timer.cancel()
         self.attach_timer = asyncio.create_task(self._attach_timeout(answer.pk))
 
     async def _attach_timeout(self, answer_id: int) -> None:
-        """With no snapshot in time, the process writing the answer is gone: settle it from the DB."""
-        await asyncio.sleep(settings.CHAT_ATTACH_TIMEOUT)
-        if self.watching != answer_id or self.watch_seq is not None:
-            return
-        frame = await streams.settled_frame(answer_id)
-        if frame is not None and self.watching == answer_id and self.watch_seq is None:
-            await self.send_json(frame)
+        """Until the snapshot comes, check the answer in the database every CHAT_ATTACH_TIMEOUT.
+
+        Settled meanwhile, or lost (its process stopped its heartbeat): show its ``done`` frame.
+        Still alive: ask again, since a slow process or layer is no reason to give it up.
+        """
+        while True:
+            await asyncio.sleep(settings.CHAT_ATTACH_TIMEOUT)
+            if self.watching != answer_id or self.watch_seq is not None:
+                return
+            try:
+                frame, deleted = await streams.settled_frame(answer_id), False
+            except Message.DoesNotExist:
+                frame, deleted = None, True
+            if self.watching != answer_id or self.watch_seq is not None:
+                return
+            if frame is None and not deleted:
+                await streams.attach(answer_id, self.channel_name)
+                continue
+            if frame is not None:
+                await self.send_json(frame)
             await self._watch(None)
+            return
 
     async def _watch(self, answer_id: int | None, seq: int | None = 0) -> None:
         """Show frames of ``answer_id`` (from ``seq`` on; None: after the snapshot) and no other."""

@@ -30,6 +30,11 @@ from inference.generation import (
 SOURCE = "chat"
 TITLE_CHARS = 80
 LOST = "lost"
+# The process writing an answer touches it every HEARTBEAT_SECONDS (chat/streams.py). An
+# answer still "streaming" but untouched for LOST_AFTER_SECONDS has no live process: it is
+# lost, and neither keeps its conversation busy nor from being purged.
+HEARTBEAT_SECONDS = 5.0
+LOST_AFTER_SECONDS = 30.0
 # What a turn does: a new question, the last answer again, or the last question edited.
 SEND, REGENERATE, EDIT = "send", "regenerate", "edit"
 
@@ -143,6 +148,8 @@ def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params:
             # Lock the row so two sockets cannot start two answers in one conversation.
             pk = get_owned(user, conversation_id).pk
             conversation = Conversation.objects.select_for_update().get(pk=pk)
+            # An answer whose process died must not keep the conversation busy forever.
+            _mark_lost(conversation.messages.all())
             history, created = list(conversation.messages.all()), False
         if any(message.status == Message.Status.STREAMING for message in history):
             raise ChatRejected("busy", "an answer is still being written in this conversation")
@@ -172,6 +179,7 @@ def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params:
             conversation=conversation,
             role=Message.Role.ASSISTANT,
             status=Message.Status.STREAMING,
+            heartbeat_at=timezone.now(),
             model=prepared.target.served_model,
             request_id=prepared.request.request_id or "",
         )
@@ -214,15 +222,37 @@ def streaming_answer(user: Any, conversation_id: Any) -> Message | None:
     return conversation.messages.filter(status=Message.Status.STREAMING).order_by("-pk").first()
 
 
-def mark_lost(message_id: int) -> Message:
-    """Mark a streaming answer whose web process no longer answers as interrupted; return it."""
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+def _orphaned() -> Q:
+    """Streaming answers with no sign of life from their process for ``LOST_AFTER_SECONDS``."""
+    cutoff = timezone.now() - timedelta(seconds=LOST_AFTER_SECONDS)
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    return Q(status=Message.Status.STREAMING) & silent
+
+
+def _mark_lost(messages: QuerySet[Message]) -> None:
+    messages.filter(_orphaned()).update(
         status=Message.Status.INTERRUPTED,
         error_code=LOST,
         error_message="the web process writing this answer stopped",
         finished_at=timezone.now(),
     )
-    return Message.objects.get(pk=message_id)
+
+
+def touch(message_id: int) -> None:
+    """Record that the process writing the answer is alive (see ``LOST_AFTER_SECONDS``)."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(heartbeat_at=timezone.now())
+
+
+def settled_or_lost(message_id: int) -> Message | None:
+    """Return the answer once it is no longer being written, or None while its process lives.
+
+    An answer whose process stopped touching it is marked interrupted (``lost``) first; one
+    with a recent heartbeat is left alone, however slow its process is to answer a socket.
+    Raises ``Message.DoesNotExist`` when the answer was deleted.
+    """
+    _mark_lost(Message.objects.filter(pk=message_id))
+    message = Message.objects.get(pk=message_id)
+    return None if message.status == Message.Status.STREAMING else message
 
 
 def summaries(user: Any, query: str = "") -> list[dict[str, Any]]:
@@ -269,10 +299,14 @@ def delete(user: Any, conversation_id: int) -> list[int]:
 
 
 def purge_older_than(days: int) -> int:
-    """Delete conversations not updated for ``days`` days; return how many were deleted."""
+    """Delete conversations not updated for ``days`` days; return how many were deleted.
+
+    A conversation whose answer is still being written is kept, unless that answer is lost.
+    """
     if days < 1:
         raise ValueError("days must be at least 1")
     cutoff = timezone.now() - timedelta(days=days)
-    stale = Conversation.objects.filter(updated_at__lt=cutoff).exclude(messages__status=Message.Status.STREAMING)
+    live = Message.objects.filter(status=Message.Status.STREAMING).exclude(_orphaned()).values("conversation_id")
+    stale = Conversation.objects.filter(updated_at__lt=cutoff).exclude(pk__in=live)
     _, by_model = stale.delete()
     return by_model.get(Conversation._meta.label, 0)

@@ -76,6 +76,9 @@ class Message(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the web process writing this answer."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

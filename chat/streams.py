@@ -7,6 +7,9 @@ can pick it up again. Two channel-layer groups per answer make that work across 
 - ``chat-ctl-<answer id>``: the process running the answer listens here for ``stop``,
   ``attach`` (a socket wants the text so far) and ``detach`` (a socket went away). With
   nobody attached for ``CHAT_GRACE_SECONDS`` the answer is stopped and kept as interrupted.
+
+While it runs, the process touches the answer's heartbeat in the database, so an answer
+whose process died can be told from one whose process is merely slow to answer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from django.conf import settings
 
 from chat import conversations
 from chat.conversations import Turn
-from chat.models import Message
 from inference.generation import STOP_BY_USER, STOP_DETACHED, Frame, Generation, Outcome
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class ChatStream:
         self.channel = ""
         self.task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._grace: asyncio.TimerHandle | None = None
 
     def start_frame(self) -> dict[str, Any]:
@@ -114,6 +117,7 @@ class ChatStream:
         await self.layer.group_add(control_group(self.answer_id), self.channel)
         _running[self.answer_id] = self
         self._listener = asyncio.create_task(self._listen())
+        self._heartbeat = asyncio.create_task(self._beat())
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -123,8 +127,9 @@ class ChatStream:
             _running.pop(self.answer_id, None)
             if self._grace is not None:
                 self._grace.cancel()
-            if self._listener is not None:
-                self._listener.cancel()
+            for helper in (self._listener, self._heartbeat):
+                if helper is not None:
+                    helper.cancel()
             await self.layer.group_discard(control_group(self.answer_id), self.channel)
 
     async def _listen(self) -> None:
@@ -136,6 +141,15 @@ class ChatStream:
                 # Keep listening: without this loop, stop and re-attach would stop working.
                 logger.exception("chat control of answer %s failed", self.answer_id)
                 await asyncio.sleep(1)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(conversations.HEARTBEAT_SECONDS)
+            try:
+                await database_sync_to_async(conversations.touch)(self.answer_id)
+            except Exception:
+                # A missed beat is harmless; only a long silence makes the answer lost.
+                logger.exception("heartbeat of answer %s failed", self.answer_id)
 
     async def _control(self, event: dict[str, Any]) -> None:
         kind, channel = event.get("type"), event.get("channel", "")
@@ -226,9 +240,9 @@ async def detach(answer_id: int, channel: str) -> None:
 
 @database_sync_to_async
 def settled_frame(answer_id: int) -> dict[str, Any] | None:
-    """The ``done`` frame of an answer no process answers for (marked lost if still streaming)."""
-    try:
-        message = conversations.mark_lost(answer_id)
-    except Message.DoesNotExist:
-        return None
-    return done_frame(message.conversation_id, message.as_dict())
+    """The ``done`` frame of an answer no longer being written, marked lost if its process died.
+
+    None while a live process still writes it. Raises ``Message.DoesNotExist`` once deleted.
+    """
+    message = conversations.settled_or_lost(answer_id)
+    return done_frame(message.conversation_id, message.as_dict()) if message is not None else None

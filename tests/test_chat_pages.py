@@ -136,6 +136,15 @@ def test_retention_keeps_answers_still_being_written(alice, settings):
     assert Conversation.objects.filter(pk=old.pk).exists()
 
 
+def test_retention_deletes_conversations_whose_answer_was_lost_with_its_process(alice, settings):
+    old = Conversation.objects.create(owner=alice, title="orphaned")
+    long_ago = timezone.now() - timedelta(days=31)
+    Message.objects.create(conversation=old, role="assistant", status="streaming", heartbeat_at=long_ago)
+    Conversation.objects.filter(pk=old.pk).update(updated_at=long_ago)
+    call_command("purgechats", days=30)
+    assert not Conversation.objects.filter(pk=old.pk).exists()
+
+
 def test_retention_off_deletes_nothing(alice, settings, capsys):
     old = Conversation.objects.create(owner=alice, title="old")
     Conversation.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=3650))

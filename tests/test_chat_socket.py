@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from chat import conversations
 from chat.models import Conversation, Message
@@ -226,17 +228,23 @@ async def test_with_nobody_attached_after_the_grace_period_the_answer_is_stopped
     assert await asyncio.to_thread(stub.closed_early.wait, 5)
 
 
+@database_sync_to_async
+def streaming_without_a_process(owner, heartbeat_age):
+    """A conversation whose answer is "streaming" but which no process here is writing."""
+    conversation = Conversation.objects.create(owner=owner, title="orphan")
+    Message.objects.create(conversation=conversation, role="user", content="hi")
+    answer = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        status="streaming",
+        heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age),
+    )
+    return conversation.pk, answer.pk
+
+
 async def test_an_answer_whose_process_is_gone_is_marked_lost_on_attach(alice, settings):
     settings.CHAT_ATTACH_TIMEOUT = 0.5
-
-    @database_sync_to_async
-    def orphan():
-        conversation = Conversation.objects.create(owner=alice, title="orphan")
-        Message.objects.create(conversation=conversation, role="user", content="hi")
-        answer = Message.objects.create(conversation=conversation, role="assistant", status="streaming")
-        return conversation.pk, answer.pk
-
-    conversation_id, answer_id = await orphan()
+    conversation_id, answer_id = await streaming_without_a_process(alice, conversations.LOST_AFTER_SECONDS + 1)
     socket = await chat_socket(alice)
     await socket.send_json_to({"type": "chat.attach", "conversation": conversation_id})
     frames = await frames_until(socket, "done")
@@ -347,6 +355,59 @@ async def test_deleting_a_conversation_stops_its_answer(alice, stub, client_for)
     assert frames[-1]["status"] == "stopped"
     assert await asyncio.to_thread(stub.closed_early.wait, 5)
     assert await saved_counts() == (0, 0)
+    await socket.disconnect()
+
+
+async def test_an_answer_whose_process_is_slow_to_answer_is_not_given_up_while_its_heartbeat_is_fresh(
+    alice, stub, settings
+):
+    settings.CHAT_ATTACH_TIMEOUT = 0.5
+    conversation_id, answer_id = await streaming_without_a_process(alice, 0)
+    socket = await chat_socket(alice)
+    await socket.send_json_to({"type": "chat.attach", "conversation": conversation_id})
+    assert (await socket.receive_json_from(timeout=5))["answer"] == answer_id
+    # Several probes time out, but the answer's process is alive: nothing is settled ...
+    assert await socket.receive_nothing(timeout=1.6)
+    answer = await database_sync_to_async(Message.objects.get)(pk=answer_id)
+    assert answer.status == "streaming"
+    # ... and the conversation stays busy, so no second answer runs next to it.
+    before = await saved_counts()
+    await socket.send_json_to(send("Another", conversation=conversation_id))
+    assert (await socket.receive_json_from(timeout=5))["code"] == "busy"
+    assert await saved_counts() == before
+    # Once the heartbeat stops, the next probe settles the answer as lost.
+    old = timezone.now() - timedelta(seconds=conversations.LOST_AFTER_SECONDS + 1)
+    await database_sync_to_async(Message.objects.filter(pk=answer_id).update)(heartbeat_at=old)
+    done = (await frames_until(socket, "done", timeout=5))[-1]
+    assert (done["answer"], done["status"], done["error"]["code"]) == (answer_id, "interrupted", "lost")
+    await socket.disconnect()
+
+
+async def test_an_answer_whose_process_died_no_longer_keeps_its_conversation_busy(alice, stub):
+    conversation_id, orphan_id = await streaming_without_a_process(alice, conversations.LOST_AFTER_SECONDS + 1)
+    socket = await chat_socket(alice)
+    await socket.send_json_to(send("Still there?", conversation=conversation_id))
+    frames = await frames_until(socket, "done")
+    assert frames[-1]["status"] == "complete"
+    orphan = await database_sync_to_async(Message.objects.get)(pk=orphan_id)
+    assert (orphan.status, orphan.error_code) == ("interrupted", "lost")
+    await socket.disconnect()
+
+
+async def test_a_running_answer_keeps_its_heartbeat_fresh(alice, stub, monkeypatch):
+    monkeypatch.setattr(conversations, "HEARTBEAT_SECONDS", 0.05)
+    stub.script = Script(pieces=[("", "x ")] * 400, delay=0.02)
+    socket = await chat_socket(alice)
+    await socket.send_json_to(send())
+    start = await socket.receive_json_from(timeout=10)
+    long_ago = timezone.now() - timedelta(days=1)
+    await database_sync_to_async(Message.objects.filter(pk=start["answer"]).update)(heartbeat_at=long_ago)
+    await asyncio.sleep(0.5)
+    answer = await database_sync_to_async(Message.objects.get)(pk=start["answer"])
+    assert answer.heartbeat_at is not None
+    assert timezone.now() - answer.heartbeat_at < timedelta(seconds=5)
+    await socket.send_json_to({"type": "chat.stop"})
+    await frames_until(socket, "done")
     await socket.disconnect()
 
 
