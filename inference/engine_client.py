@@ -146,17 +146,18 @@ def _delta(chunk: dict[str, Any]) -> ChatDelta | None:
     return None
 
 
-async def stream_chat(request: ChatRequest) -> AsyncIterator[ChatDelta]:
-    """Stream one chat completion from the least-loaded ready engine serving the model.
+async def stream_chat(request: ChatRequest, target: EngineTarget | None = None) -> AsyncIterator[ChatDelta]:
+    """Stream one chat completion from ``target``, or the least-loaded ready engine serving the model.
 
     Yields deltas as they arrive; the last one carries ``usage``. Raises :class:`EngineError`.
     Closing the generator closes the HTTP response, which makes vLLM abort the request.
     """
-    try:
-        # database_sync_to_async closes the thread's stale connections around the query.
-        target = await database_sync_to_async(pick_engine)(request.model)
-    except EngineUnavailable as exc:
-        raise EngineError("engine_unavailable", exc.message, state=exc.state, progress=exc.progress) from exc
+    if target is None:
+        try:
+            # database_sync_to_async closes the thread's stale connections around the query.
+            target = await database_sync_to_async(pick_engine)(request.model)
+        except EngineUnavailable as exc:
+            raise EngineError("engine_unavailable", exc.message, state=exc.state, progress=exc.progress) from exc
     headers = {"Authorization": f"Bearer {target.api_key}"}
     if request.request_id:
         headers["X-Request-Id"] = request.request_id

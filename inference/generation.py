@@ -6,9 +6,11 @@ Shared by the browser chat (``chat/streams.py``) and the ``/v1`` API. The caller
 2. calls :func:`prepare` in a sync context: it picks a ready engine and reserves quota, and
    refuses with :class:`GenerationRejected` before anything was saved,
 3. runs :meth:`Generation.run` as an asyncio task and receives the start, the coalesced
-   frames and the outcome through its :class:`GenerationSink`. Cancelling the task stops the
-   generation: the upstream HTTP stream is closed (vLLM aborts the request), and the partial
-   answer is settled like any other outcome.
+   frames and the outcome through its :class:`GenerationSink`. :meth:`Generation.stop` stops
+   the generation: the upstream HTTP stream is closed (vLLM aborts the request), and the
+   partial answer is settled like any other outcome. Cancelling the task from outside (the
+   process shutting down) does the same, settles it as *interrupted*, and the task ends
+   cancelled.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ ERROR = "error"
 # Why a generation was stopped from outside.
 STOP_BY_USER = "stopped"
 STOP_DETACHED = "detached"
+# The error code of an answer whose task was cancelled without stop() (e.g. at shutdown).
+CANCELLED = "cancelled"
 
 
 class GenerationRejected(Exception):
@@ -298,7 +302,8 @@ class Generation:
         """Stop the generation: cancel its task, which closes the upstream stream.
 
         ``reason`` is ``STOP_BY_USER`` (the answer is *stopped*) or ``STOP_DETACHED``
-        (nobody watched: *interrupted*). The first reason wins; once settlement has begun,
+        (nobody watched: *interrupted*); a cancellation without a reason (shutdown) is
+        *interrupted* too. The first reason wins; once settlement has begun,
         stopping does nothing.
         """
         if self.stop_reason is not None or self._settling:
@@ -320,16 +325,21 @@ class Generation:
                 # Stopped before it began: nothing to ask the engine.
                 raise asyncio.CancelledError
             # stream_chat is an async generator; aclosing() makes leaving early close it.
-            upstream = cast(AsyncGenerator[ChatDelta, None], stream_chat(self.prepared.request))
+            upstream = cast(AsyncGenerator[ChatDelta, None], stream_chat(self.prepared.request, self.prepared.target))
             async with aclosing(upstream) as stream:
                 async for delta in stream:
                     self._take(delta)
         except asyncio.CancelledError:
-            # Stop (or nobody watching): leaving the ``async with`` closed the upstream stream.
+            # Stop, nobody watching, or shutdown: leaving the ``async with`` closed the upstream stream.
             cancelled = True
-            status = INTERRUPTED if self.stop_reason == STOP_DETACHED else STOPPED
-            if self.stop_reason == STOP_DETACHED:
-                error_code, error_message = "detached", "nobody was watching, so the answer was stopped"
+            if self.stop_reason == STOP_BY_USER:
+                status = STOPPED
+            elif self.stop_reason == STOP_DETACHED:
+                status, error_code = INTERRUPTED, STOP_DETACHED
+                error_message = "nobody was watching, so the answer was stopped"
+            else:
+                status, error_code = INTERRUPTED, CANCELLED
+                error_message = "the portal stopped writing this answer (it was shutting down)"
         except EngineError as exc:
             status = INTERRUPTED if self._token_chunks else ERROR
             error_code, error_message = exc.code, exc.message
@@ -339,8 +349,11 @@ class Generation:
             error_code, error_message = "internal_error", "the portal failed while streaming this answer"
         self._settling = True
         outcome = await asyncio.shield(self._finish(writer, status, error_code, error_message))
+        if cancelled and self.stop_reason is None:
+            # Not our stop(): whoever cancelled the task expects it to end cancelled.
+            raise asyncio.CancelledError
         if cancelled and self._task is not None and self._task.cancelling():
-            # The cancellation was handled here (the answer is settled); the task ends normally.
+            # Our own stop() was handled here (the answer is settled); the task ends normally.
             self._task.uncancel()
         return outcome
 

@@ -95,6 +95,34 @@ async def test_stopping_twice_or_after_the_end_changes_nothing(alice, stub):
     assert len(sink.persisted) == 1
 
 
+async def test_a_cancellation_that_is_not_a_stop_keeps_the_answer_as_interrupted(alice, stub):
+    stub.script = Script(pieces=[("", "x ")] * 400, delay=0.02)
+    sink = RecordingSink()
+    task = asyncio.create_task(Generation(await prepared_for(alice), sink).run())
+    while not sink.frames:
+        await asyncio.sleep(0.01)
+    task.cancel()  # what the process does to its tasks when it shuts down
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [outcome] = sink.persisted
+    assert (outcome.status, outcome.error_code) == ("interrupted", "cancelled")
+    assert outcome.content.startswith("x ")
+    assert sink.finished == [outcome]
+    assert await asyncio.to_thread(stub.closed_early.wait, 5)
+
+
+async def test_the_answer_comes_from_the_engine_picked_when_it_was_prepared(alice, stub):
+    from inference.models import EngineState
+
+    prepared = await prepared_for(alice)
+    # The engine is no longer the one pick_engine would choose; the request was already announced.
+    await database_sync_to_async(EngineState.objects.update)(state=EngineState.State.LOADING)
+    outcome = await Generation(prepared, RecordingSink()).run()
+    assert (outcome.status, outcome.content) == ("complete", "Hello world")
+    assert outcome.engine == prepared.target.name
+    assert len(stub.requests) == 1
+
+
 async def test_usage_is_estimated_from_the_stream_when_the_engine_sends_none(alice, stub):
     stub.script = Script(pieces=[("hm", ""), ("", "a"), ("", "b")], usage=False)
     outcome = await Generation(await prepared_for(alice), RecordingSink()).run()
