@@ -205,6 +205,17 @@ class EngineProcess:
             self.log.info("%s", line)
             self.output.add(line)
 
+    def vllm_exited(self) -> bool:
+        """True once vLLM's main process has ended, while the guard may still be stopping the rest."""
+        if self.vllm_pid is None:
+            return False
+        try:
+            stat = Path(f"/proc/{self.vllm_pid}/stat").read_text(encoding="utf-8")
+        except OSError:
+            return True
+        # The state follows the command name, which is in parentheses and may hold spaces.
+        return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
     def poll(self) -> int | None:
         """Return the exit status once vLLM and its guard have ended, else None."""
         code = self.guard.poll()

@@ -295,9 +295,11 @@ class Supervisor:
         if self._healthy(state.base_url, timeout=READY_HEALTH_TIMEOUT):
             runner.health_failures = 0
             return True
+        if runner.process is None or runner.process.vllm_exited():
+            return True  # it crashed rather than hung: poll() reports it once the guard has cleaned up
         runner.health_failures += 1
         log.warning("engine %s: /health failed (%d of %d)", config.name, runner.health_failures, HEALTH_FAILURES)
-        if runner.health_failures < HEALTH_FAILURES or runner.process is None:
+        if runner.health_failures < HEALTH_FAILURES:
             return True
         process, runner.process = runner.process, None
         note(config.name, f"/health failed {HEALTH_FAILURES} times in a row: stopping the hung engine")

@@ -155,6 +155,7 @@ class FakeProcess:
         self.output = LaunchOutput()
         self.vllm_pid = 4242
         self.exit_code: int | None = None
+        self.vllm_gone = False
         for line in startup_lines():
             self.output.add(line)
         FakeProcess.launches.append(self)
@@ -166,20 +167,34 @@ class FakeProcess:
     def poll(self) -> int | None:
         return self.exit_code
 
+    def vllm_exited(self) -> bool:
+        return self.vllm_gone or self.exit_code is not None
+
     def stop(self) -> int:
         self.exit_code = 143 if self.exit_code is None else self.exit_code
         return self.exit_code
 
 
 @pytest.fixture
-def fake_engines(boss: Supervisor, settings: Any, monkeypatch: pytest.MonkeyPatch) -> type[FakeProcess]:
+def healthy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What the fake engines' /health answers (the last value of the list)."""
+    answers = [True]
+    monkeypatch.setattr(Supervisor, "_healthy", lambda self, base_url, timeout=0.0: answers[-1])
+    return answers
+
+
+@pytest.fixture
+def fake_engines(
+    boss: Supervisor, settings: Any, monkeypatch: pytest.MonkeyPatch, healthy: list[bool]
+) -> type[FakeProcess]:
     settings.ENGINE_MAX_CRASHES = 2
     settings.ENGINE_RESTART_BACKOFF = 0.01
     settings.ENGINE_RESTART_BACKOFF_MAX = 0.01
     FakeProcess.launches = []
     monkeypatch.setattr(supervisor_module, "STARTING_HEALTH_INTERVAL", 0.0)
     monkeypatch.setattr(supervisor_module, "EngineProcess", FakeProcess)
-    monkeypatch.setattr(Supervisor, "_healthy", lambda self, base_url, timeout=0.0: True)
+    monkeypatch.setattr(supervisor_module, "READY_HEALTH_INTERVAL", 0.0)
+    monkeypatch.setattr(supervisor_module, "HEALTH_FAILURES", 2)
     monkeypatch.setattr(Supervisor, "_scrape", lambda self, *args: None)
     return FakeProcess
 
@@ -225,3 +240,19 @@ def test_a_crash_without_any_admin_address_is_only_logged(
     tick_until(boss, config, lambda state: state.state == State.CRASHED, "the crash")
     assert mailoutbox == []
     assert any(record.levelname == "ERROR" and config.name in record.getMessage() for record in caplog.records)
+
+
+def test_a_dead_engine_whose_guard_is_still_cleaning_up_is_a_crash_not_a_hang(
+    boss: Supervisor, fake_engines: type[FakeProcess], healthy: list[bool]
+) -> None:
+    config = engine_config()
+    tick_until(boss, config, lambda state: state.state == State.READY, "ready")
+    launch = fake_engines.launches[-1]
+    launch.vllm_gone = True  # vLLM was SIGKILLed; its engine core takes a while to stop
+    healthy.append(False)
+    for _ in range(5):
+        boss.tick()
+    assert state_of(config).state == State.READY, "no verdict before the guard reports the exit"
+    launch.exit_code = 137
+    crashed = tick_until(boss, config, lambda state: state.state == State.CRASHED, "the crash")
+    assert crashed.failure_kind == "killed"
