@@ -126,14 +126,15 @@ if DATABASE_URL:
         # `?connect_timeout=N` in the URL overrides it.
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(DATA_DIR / "portal.sqlite3"),
-            # WAL lets the supervisor write state while web processes read.
-            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
-        }
-    }
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "portal.sqlite3")}}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the supervisor write state while web processes read. IMMEDIATE transactions
+    # take the write lock at BEGIN and wait for it (up to `timeout` seconds): a deferred one
+    # that read first fails at once with "database is locked" when another process (the
+    # supervisor's heartbeat) committed meanwhile, and a chat message would be refused.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 

@@ -177,7 +177,8 @@ def test_with_the_real_engine_reload_continues_and_stop_keeps_the_answer(browser
     # Stop the next answer halfway; the part written so far stays, also after a reload.
     page.fill("#prompt", "Now tell it again, longer.")
     page.press("#prompt", "Enter")
-    second = page.locator(".msg-assistant").last
+    # nth(1), not last: until the new answer appears, the last one is the finished first answer.
+    second = page.locator(".msg-assistant").nth(1)
     expect(second.locator(".answer-body")).not_to_be_empty(timeout=120_000)
     page.click("#stop")
     expect(second).to_have_attribute("data-status", "stopped", timeout=30_000)

@@ -285,3 +285,44 @@ def test_runportal_trusts_no_proxy_headers_by_default(monkeypatch):
 
 def test_runportal_trusts_proxy_headers_behind_a_proxy(monkeypatch):
     assert "--proxy-headers" in runportal_argv(monkeypatch, PORTAL_BEHIND_PROXY=True)["web"]
+
+
+
+
+def test_sqlite_transactions_wait_for_each_other_instead_of_failing(tmp_path, django_db_blocker):
+    """A chat turn reads, then writes; a supervisor heartbeat committed meanwhile must not fail it."""
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite locking only: PostgreSQL waits for row locks by itself")
+    connections.settings["locks"] = {**connection.settings_dict, "NAME": str(tmp_path / "locks.sqlite3")}
+    errors: list[BaseException] = []
+
+    def heartbeat() -> None:
+        try:
+            with transaction.atomic(using="locks"), connections["locks"].cursor() as cursor:
+                cursor.execute("INSERT INTO events VALUES ('heartbeat')")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections["locks"].close()
+
+    try:
+        with django_db_blocker.unblock():
+            with connections["locks"].cursor() as cursor:
+                cursor.execute("CREATE TABLE events (name TEXT)")
+            writer = threading.Thread(target=heartbeat)
+            with transaction.atomic(using="locks"), connections["locks"].cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM events")
+                writer.start()
+                writer.join(timeout=1)  # commits at once unless this transaction holds the write lock
+                cursor.execute("INSERT INTO events VALUES ('turn')")
+            writer.join(timeout=30)
+            with connections["locks"].cursor() as cursor:
+                cursor.execute("SELECT name FROM events ORDER BY rowid")
+                names = [row[0] for row in cursor.fetchall()]
+    finally:
+        connections["locks"].close()
+        del connections.settings["locks"]
+    assert errors == []
+    assert names == ["turn", "heartbeat"]
