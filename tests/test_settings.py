@@ -287,22 +287,20 @@ def test_runportal_trusts_proxy_headers_behind_a_proxy(monkeypatch):
     assert "--proxy-headers" in runportal_argv(monkeypatch, PORTAL_BEHIND_PROXY=True)["web"]
 
 
-
-
 def test_sqlite_transactions_wait_for_each_other_instead_of_failing(tmp_path, django_db_blocker):
     """A chat turn reads, then writes; a supervisor heartbeat committed meanwhile must not fail it."""
-    from django.db import connection, connections, transaction
+    from django.db import DatabaseError, connection, connections, transaction
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite locking only: PostgreSQL waits for row locks by itself")
     connections.settings["locks"] = {**connection.settings_dict, "NAME": str(tmp_path / "locks.sqlite3")}
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def heartbeat() -> None:
         try:
             with transaction.atomic(using="locks"), connections["locks"].cursor() as cursor:
                 cursor.execute("INSERT INTO events VALUES ('heartbeat')")
-        except BaseException as exc:
+        except DatabaseError as exc:
             errors.append(exc)
         finally:
             connections["locks"].close()
