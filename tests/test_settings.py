@@ -305,8 +305,8 @@ def test_sqlite_transactions_wait_for_each_other_instead_of_failing(tmp_path, dj
         finally:
             connections["locks"].close()
 
-    try:
-        with django_db_blocker.unblock():
+    def turn() -> list[str]:
+        try:
             with connections["locks"].cursor() as cursor:
                 cursor.execute("CREATE TABLE events (name TEXT)")
             writer = threading.Thread(target=heartbeat)
@@ -318,9 +318,15 @@ def test_sqlite_transactions_wait_for_each_other_instead_of_failing(tmp_path, dj
             writer.join(timeout=30)
             with connections["locks"].cursor() as cursor:
                 cursor.execute("SELECT name FROM events ORDER BY rowid")
-                names = [row[0] for row in cursor.fetchall()]
+                return [row[0] for row in cursor.fetchall()]
+        finally:
+            connections["locks"].close()
+
+    # Own threads, like the web and supervisor processes: no event loop another test left running.
+    try:
+        with django_db_blocker.unblock(), ThreadPoolExecutor(1) as pool:
+            names = pool.submit(turn).result()
     finally:
-        connections["locks"].close()
         del connections.settings["locks"]
     assert errors == []
     assert names == ["turn", "heartbeat"]
