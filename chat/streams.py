@@ -34,6 +34,8 @@ SNAPSHOT = "chat.snapshot"
 STOP = "chat.stop"
 ATTACH = "chat.attach"
 DETACH = "chat.detach"
+END = "chat.end"  # from the stream to its own listener: the answer is settled
+LISTENER_END_SECONDS = 5.0
 
 _running: dict[int, ChatStream] = {}
 
@@ -127,15 +129,32 @@ class ChatStream:
             _running.pop(self.answer_id, None)
             if self._grace is not None:
                 self._grace.cancel()
-            for helper in (self._listener, self._heartbeat):
-                if helper is not None:
-                    helper.cancel()
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
             await self.layer.group_discard(control_group(self.answer_id), self.channel)
+            await self._end_listener()
+
+    async def _end_listener(self) -> None:
+        """Ask the control listener to return, and cancel it only if it does not.
+
+        channels-redis receives for every channel of a process with one blocking pop: a task
+        cancelled inside receive() can drop a message it just popped for another channel,
+        such as this answer's ``done`` frame on its way to the socket.
+        """
+        if self._listener is None:
+            return
+        await self.layer.send(self.channel, {"type": END})
+        try:
+            await asyncio.wait_for(asyncio.shield(self._listener), LISTENER_END_SECONDS)
+        except TimeoutError:
+            self._listener.cancel()
 
     async def _listen(self) -> None:
         while True:
             try:
                 event = await self.layer.receive(self.channel)
+                if event.get("type") == END:
+                    return
                 await self._control(event)
             except Exception:
                 # Keep listening: without this loop, stop and re-attach would stop working.
