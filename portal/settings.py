@@ -56,8 +56,29 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 
+
+def _this_machines_names() -> list[str]:
+    """Return the names and addresses people use to reach this machine (for a wildcard bind)."""
+    import socket
+
+    import psutil
+
+    names = {socket.gethostname(), socket.getfqdn()}
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET:
+                names.add(address.address)
+            elif address.family == socket.AF_INET6:
+                names.add(f"[{address.address.split('%')[0]}]")
+    return sorted(names)
+
+
 _default_hosts = ["127.0.0.1", "localhost", "[::1]"]
-if PORTAL_HOST not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104 - comparison only
+if PORTAL_HOST in ("0.0.0.0", "::"):  # noqa: S104 - comparison only
+    # Bound to every interface: the URL runportal prints (this machine's name) and its
+    # addresses must open the portal, not a 400 Bad Request.
+    _default_hosts += _this_machines_names()
+elif PORTAL_HOST not in ("127.0.0.1", "localhost", "::1"):
     _default_hosts.append(PORTAL_HOST)
 ALLOWED_HOSTS = env_list("PORTAL_ALLOWED_HOSTS", [] if PRODUCTION else _default_hosts)
 if PRODUCTION and not ALLOWED_HOSTS:

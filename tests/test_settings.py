@@ -330,3 +330,13 @@ def test_sqlite_transactions_wait_for_each_other_instead_of_failing(tmp_path, dj
         del connections.settings["locks"]
     assert errors == []
     assert names == ["turn", "heartbeat"]
+
+
+def test_a_wildcard_bind_answers_to_this_machines_name_and_addresses(tmp_path):
+    import socket
+
+    hosts = settings_under(tmp_path, PORTAL_HOST="0.0.0.0")["ALLOWED_HOSTS"]  # noqa: S104
+    # runportal prints http://<hostname>:<port>/ for a wildcard bind: that URL must open.
+    assert socket.gethostname() in hosts
+    assert any(host[0].isdigit() and host != "127.0.0.1" for host in hosts), hosts
+    assert settings_under(tmp_path)["ALLOWED_HOSTS"] == ["127.0.0.1", "localhost", "[::1]"]
