@@ -81,7 +81,7 @@ def check_bind_address() -> Finding:
             WARN,
             f"PORTAL_HOST={host}: the portal is reachable from this machine only.",
             "Put a reverse proxy in front (docs/deployment.md), or set PORTAL_HOST=0.0.0.0 "
-            "and add the machine's name to PORTAL_ALLOWED_HOSTS.",
+            "(it then answers to this machine's names and addresses; other names go in PORTAL_ALLOWED_HOSTS).",
         )
     return Finding("bind address", OK, f"PORTAL_HOST={host}: reachable from other machines.")
 
