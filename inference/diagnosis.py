@@ -173,8 +173,7 @@ def _engine_died(match: re.Match[str], config: EngineConfig) -> Diagnosis:
         "The engine's worker process died unexpectedly.",
         [
             "See the log for the cause. If the kernel's out-of-memory killer ended it (`dmesg | grep -i oom`), "
-            f"lower max model length (now {config.max_model_len or 'the model maximum'}) or max sequences "
-            f"(now {config.max_num_seqs}){_cpu_kv_hint(config)}.",
+            f"{_use_less_memory(config)}.",
         ],
     )
 
@@ -187,10 +186,15 @@ def _kv_dtype_unsupported(match: re.Match[str], config: EngineConfig) -> Diagnos
     )
 
 
-def _cpu_kv_hint(config: EngineConfig) -> str:
-    if config.device != config.Device.CPU:
-        return ""
-    return f", or CPU KV cache GiB (now {config.cpu_kv_cache_gib})"
+def _use_less_memory(config: EngineConfig) -> str:
+    """The settings that lower an engine's memory, with their current values."""
+    advice = (
+        f"lower max model length (now {config.max_model_len or 'the model maximum'}) "
+        f"or max sequences (now {config.max_num_seqs})"
+    )
+    if config.device == config.Device.CPU:
+        advice += f", or CPU KV cache GiB (now {config.cpu_kv_cache_gib})"
+    return advice
 
 
 def _signalled(code: int | None) -> signal.Signals | None:
@@ -211,8 +215,7 @@ def _killed(signum: signal.Signals, config: EngineConfig) -> Diagnosis:
             "The engine was killed (SIGKILL) without an error message.",
             [
                 "If nobody killed it, the kernel's out-of-memory killer may have: check `dmesg | grep -i oom`, "
-                f"and lower max sequences (now {config.max_num_seqs}) or max model length "
-                f"(now {config.max_model_len or 'the model maximum'}){_cpu_kv_hint(config)}.",
+                f"and {_use_less_memory(config)}.",
             ],
         )
     return Diagnosis(
