@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -88,8 +89,13 @@ def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
 @require_GET
 @admin_only
 def status_json(request: HttpRequest) -> JsonResponse:
-    """Everything the engine pages refresh every few seconds."""
-    return JsonResponse({"engines": status.admin_snapshot(), "hosts": telemetry.host_readings()})
+    """Everything the engine pages refresh every few seconds.
+
+    The host panel comes rendered by its template too, so the page has one renderer of it.
+    """
+    hosts = telemetry.host_readings()
+    cards = render_to_string("inference/_host_cards.html", {"hosts": hosts}, request=request)
+    return JsonResponse({"engines": status.admin_snapshot(), "hosts": hosts, "host_cards_html": cards})
 
 
 @never_cache

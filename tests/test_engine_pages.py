@@ -96,6 +96,13 @@ def test_the_status_json_carries_what_the_page_refreshes(client_for, adam, demo)
     assert engine["supervisor"] == "gpu-1 pid 4242"
     assert "api_key" not in engine
     assert body["hosts"][0]["memory_total"] > 0
+    # The live panel is drawn by the page's own template: same host, same facts.
+    page = client_for(adam).get("/engines/").content.decode()
+    cards = body["host_cards_html"]
+    name = f"<strong>{body['hosts'][0]['host']}</strong>"
+    assert name in cards
+    assert name in page
+    assert "cores," in cards
 
 
 def test_metrics_json_returns_the_last_hour_of_samples(client_for, adam, demo):

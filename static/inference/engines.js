@@ -60,73 +60,11 @@
     }
   }
 
-  // Like Django's filesizeformat, which draws the panel first.
-  function size(bytes) {
-    const units = ["KB", "MB", "GB", "TB", "PB"];
-    if (bytes === null || bytes === undefined) return "—";
-    if (bytes < 1024) return bytes + " bytes";
-    let value = bytes / 1024, unit = 0;
-    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-    return value.toFixed(1) + " " + units[unit];
-  }
-
-  function element(name, text, className) {
-    const node = document.createElement(name);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    if (className) node.className = className;
-    return node;
-  }
-
-  function row(cells, cellName) {
-    const tr = document.createElement("tr");
-    cells.forEach(function (cell) { tr.appendChild(element(cellName, cell)); });
-    return tr;
-  }
-
-  function orDash(value, unit) {
-    return value === null || value === undefined ? "—" : value + unit;
-  }
-
-  // Mirrors templates/inference/_hosts.html.
-  function hostCard(host) {
-    const card = element("div", null, "card host");
-    card.appendChild(element("strong", host.host));
-    if (host.gpus && host.gpus.length) {
-      const table = element("table", null, "grid");
-      const head = document.createElement("thead");
-      head.appendChild(row(["GPU", "memory used / total", "utilization", "temperature", "power"], "th"));
-      const body = document.createElement("tbody");
-      host.gpus.forEach(function (gpu) {
-        let power = orDash(gpu.power_watts, " W");
-        if (gpu.power_watts !== null && gpu.power_watts !== undefined && gpu.power_limit_watts) {
-          power += " / " + gpu.power_limit_watts + " W";
-        }
-        body.appendChild(row([
-          gpu.index + ": " + gpu.name,
-          size(gpu.memory_used) + " / " + size(gpu.memory_total),
-          orDash(gpu.utilization, "%"),
-          orDash(gpu.temperature, " °C"),
-          power,
-        ], "td"));
-      });
-      table.append(head, body);
-      card.appendChild(table);
-    } else {
-      card.appendChild(element("p", "No NVIDIA GPU on this host.", "muted"));
-    }
-    const facts = element("dl", null, "facts");
-    facts.append(
-      element("dt", "CPU"), element("dd", host.cpu_count + " cores, " + Math.round(host.cpu_percent) + "% busy"),
-      element("dt", "Memory"), element("dd", size(host.memory_used) + " / " + size(host.memory_total))
-    );
-    card.appendChild(facts);
-    return card;
-  }
-
-  function updateHosts(hosts) {
+  // The server renders the cards with the same template as the page (templates/inference/_host_cards.html).
+  function updateHosts(html) {
     const panel = document.querySelector('[data-live="hosts"]');
-    if (!panel || !hosts) return;
-    panel.replaceChildren.apply(panel, hosts.map(hostCard));
+    if (!panel || typeof html !== "string") return;
+    panel.innerHTML = html;
   }
 
   async function refreshStatus() {
@@ -135,7 +73,7 @@
       if (!response.ok) return;
       const body = await response.json();
       body.engines.forEach(updateEngine);
-      updateHosts(body.hosts);
+      updateHosts(body.host_cards_html);
     } catch (error) {
       // The portal restarting is not worth an alert; the next poll tries again.
     }
