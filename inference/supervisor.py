@@ -21,7 +21,7 @@ import secrets
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -67,7 +67,6 @@ class Runner:
     previous_metrics: tuple[datetime, telemetry.MetricsReading] | None = None
     health_failures: int = 0
     warned_foreign: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Supervisor:
