@@ -18,7 +18,7 @@ from accounts.roles import is_member
 from chat import conversations, streams
 from chat.conversations import ChatRejected
 from chat.models import Conversation
-from inference.engines import model_choices
+from inference.engine_router import model_choices
 from inference.generation import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
 
 View = Callable[..., HttpResponse]

@@ -17,7 +17,7 @@ import httpx
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 
 
 @dataclass

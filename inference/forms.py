@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from inference.control import memory_plan
+from inference.desired_state import memory_plan
 from inference.models import EngineConfig
 from inference.vllm_args import parse_extra_flags
 

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import transaction
 
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
-from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 
 logger = logging.getLogger(__name__)
 

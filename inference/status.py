@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.engines import describe
+from inference.engine_router import describe
 from inference.models import EngineConfig
 
 STATUS_GROUP = "engine-status"

@@ -36,7 +36,7 @@ from django.utils import timezone
 from inference import telemetry
 from inference.diagnosis import Diagnosis, diagnose
 from inference.engine_process import EngineProcess, engine_log_path, note
-from inference.engines import supervisor_alive
+from inference.engine_router import supervisor_alive
 from inference.models import EngineConfig, EngineState
 from inference.vllm_args import LOOPBACK, build_launch, engine_python
 

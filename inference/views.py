@@ -20,15 +20,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import is_admin
-from inference import control, status, telemetry
+from inference import desired_state, status, telemetry
 from inference.engine_process import engine_log_path
 from inference.models import EngineConfig
 
 View = Callable[..., HttpResponse]
 ACTIONS: dict[str, Callable[[EngineConfig], None]] = {
-    "start": control.start_engine,
-    "stop": control.stop_engine,
-    "restart": control.restart_engine,
+    "start": desired_state.start_engine,
+    "stop": desired_state.stop_engine,
+    "restart": desired_state.restart_engine,
 }
 
 
@@ -62,7 +62,7 @@ def engine_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request,
         "inference/engine_detail.html",
-        {"config": config, "engine": row, "plan": control.memory_plan(config), "log_path": engine_log_path(name)},
+        {"config": config, "engine": row, "plan": desired_state.memory_plan(config), "log_path": engine_log_path(name)},
     )
 
 
@@ -75,7 +75,7 @@ def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
         raise PermissionDenied("Unknown action.")
     try:
         change(config)
-    except control.EngineRefused as exc:
+    except desired_state.EngineRefused as exc:
         messages.error(request, f"{exc.message} Edit the engine and tick “ignore memory plan” to start it anyway.")
     else:
         messages.success(request, f"{config.name}: {action} requested; the supervisor carries it out.")

@@ -142,7 +142,7 @@ def check_services() -> Iterator[Finding]:
 
 def check_engines() -> Iterator[Finding]:
     """Engine venv, model paths, supervisor heartbeat and each engine's state."""
-    from inference.engines import describe, supervisor_alive
+    from inference.engine_router import describe, supervisor_alive
     from inference.models import EngineConfig
 
     vllm = Path(settings.ENGINE_VENV) / "bin" / "vllm"

@@ -15,7 +15,7 @@ from typing import cast
 import pytest
 
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, aclose_client, stream_chat
-from inference.engines import pick_engine
+from inference.engine_router import pick_engine
 from tests.stack import engine_processes, free_port, wait_until
 
 pytestmark = [pytest.mark.engine]

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from inference.engine_client import ChatRequest, EngineError, stream_chat
-from inference.engines import EngineUnavailable, model_choices, pick_engine
+from inference.engine_router import EngineUnavailable, model_choices, pick_engine
 from inference.models import EngineConfig, EngineState
 from tests.websocket import open_socket
 

@@ -19,7 +19,7 @@ import pytest
 
 from inference import supervisor as supervisor_module
 from inference.engine_process import LaunchOutput
-from inference.engines import describe
+from inference.engine_router import describe
 from inference.models import EngineConfig, EngineState
 from inference.supervisor import Supervisor
 from inference.vllm_args import MARK_VARIABLE, Launch
