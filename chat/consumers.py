@@ -17,7 +17,7 @@ from accounts.roles import is_member
 from chat import conversations, streams
 from chat.conversations import EDIT, REGENERATE, SEND, ChatRejected
 from chat.models import Message
-from inference.generation import GenerationRejected
+from inference.rejections import GenerationRejected
 from portal.consumers import AuthenticatedJsonConsumer
 
 

@@ -17,19 +17,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from inference.generation import (
-    GenerationRejected,
-    Outcome,
-    Prepared,
-    Sampling,
-    parse_sampling,
-    prepare,
-    storable_text,
-)
+from inference.answer_status import LOST
+from inference.generation import Outcome, Prepared, prepare
+from inference.rejections import GenerationRejected
+from inference.sampling import Sampling, parse_sampling
+from inference.text_checks import storable_text
 
 SOURCE = "chat"
 TITLE_CHARS = 80
-LOST = "lost"
 # The process writing an answer touches it every HEARTBEAT_SECONDS (chat/streams.py). An
 # answer still "streaming" but untouched for LOST_AFTER_SECONDS has no live process: it is
 # lost, and neither keeps its conversation busy nor from being purged.

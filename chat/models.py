@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from inference.answer_status import AnswerStatus
+
 
 class Conversation(models.Model):
     """A chat thread with its own settings (model, system prompt, sampling, reasoning effort)."""
@@ -54,12 +56,8 @@ class Message(models.Model):
         USER = "user", "user"
         ASSISTANT = "assistant", "assistant"
 
-    class Status(models.TextChoices):
-        STREAMING = "streaming", "streaming"
-        COMPLETE = "complete", "complete"
-        STOPPED = "stopped", "stopped by the user"
-        INTERRUPTED = "interrupted", "interrupted"
-        ERROR = "error", "failed"
+    # The status words are the generation's (defined once, in inference/answer_status.py).
+    Status = AnswerStatus
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)

@@ -19,7 +19,7 @@ from chat import conversations, streams
 from chat.conversations import ChatRejected
 from chat.models import Conversation
 from inference.engine_router import model_choices
-from inference.generation import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
+from inference.sampling import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
 
 View = Callable[..., HttpResponse]
 
