@@ -9,8 +9,10 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import is_admin
+        from inference.engine_metrics import EngineCollector
         from inference.health_checks import check_engines, check_engines_ready
         from inference.ws_routes import websocket_urlpatterns
+        from portal import metrics
         from portal.navigation import NavItem
         from portal.registry import UrlMount, registry
 
@@ -20,3 +22,4 @@ class InferenceConfig(AppConfig):
         registry.add("doctor_checks", check_engines)
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
+        metrics.register_collector("engines", EngineCollector())

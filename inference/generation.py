@@ -34,6 +34,7 @@ from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
+from portal import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ class Generation:
         """Stream the answer, send frames, and settle exactly once however it ends."""
         self._task = asyncio.current_task()
         self._started = time.monotonic()
+        metrics.generation_started(self.prepared.source)
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False
@@ -254,7 +256,19 @@ class Generation:
         if rest is not None:
             await self._send(rest)
         outcome = self._outcome(status, error_code, error_message)
-        await database_sync_to_async(self._settle)(outcome)
+        try:
+            await database_sync_to_async(self._settle)(outcome)
+        finally:
+            # Also when settlement failed: the active-generations gauge must come down.
+            metrics.generation_finished(
+                channel=self.prepared.source,
+                model=outcome.model,
+                outcome=outcome.status,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                ttft_seconds=outcome.ttft_ms / 1000 if outcome.ttft_ms is not None else None,
+                duration_seconds=outcome.duration_ms / 1000,
+            )
         await self.sink.on_finish(self, outcome)
         return outcome
 

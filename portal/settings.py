@@ -84,6 +84,16 @@ ALLOWED_HOSTS = env_list("PORTAL_ALLOWED_HOSTS", [] if PRODUCTION else _default_
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("PORTAL_ALLOWED_HOSTS must name the public host name(s) in production.")
 CSRF_TRUSTED_ORIGINS = env_list("PORTAL_CSRF_TRUSTED_ORIGINS", [])
+# The address people open (https://portal.example.com); doctor checks the bind address,
+# allowed hosts, CSRF origins and WebSocket upgrades against it.
+PORTAL_PUBLIC_URL = env_url("PORTAL_PUBLIC_URL", ("http", "https"))
+# How many web processes serve this portal (the deploy/ units' count); doctor requires Redis
+# and the metrics' multiprocess directory when it is above 1.
+PORTAL_WEB_PROCESSES = env_int("PORTAL_WEB_PROCESSES", 1, minimum=1, maximum=256)
+# Bearer token that may read /metrics (staff sessions may too); unset: staff only.
+PORTAL_METRICS_TOKEN = env_secret("PORTAL_METRICS_TOKEN")
+if PORTAL_METRICS_TOKEN is not None and len(PORTAL_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("PORTAL_METRICS_TOKEN must be at least 32 characters long (`openssl rand -hex 32`).")
 
 INSTALLED_APPS = [
     "daphne",
