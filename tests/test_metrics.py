@@ -232,3 +232,23 @@ async def test_the_real_engines_figures_and_a_real_generation_show_up(
     assert ("portal_engine_kv_cache_usage_ratio", (("engine", engine),)) in after
     assert ("portal_engine_preemptions_total", (("engine", engine),)) in after
     assert value(after, "portal_engine_requests_running", engine=engine) == 0
+
+
+def test_every_series_the_grafana_dashboard_plots_is_one_the_portal_exposes(db: Any, token: str) -> None:
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    queries += [variable.get("definition", "") for variable in dashboard["templating"]["list"]]
+    plotted = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name) for q in queries for name in re.findall(r"portal_\w+", q)
+    }
+    metrics.register_audit_state(lambda: metrics.AuditChainState(events=1, intact=True))
+    try:
+        response = Client().get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        metrics.unregister_collector("audit")
+    exposed = {family.name for family in text_string_to_metric_families(response.content.decode())}
+    assert len(plotted) > 20
+    assert plotted <= exposed, plotted - exposed
