@@ -9,6 +9,7 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import is_admin
+        from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
         from inference.engine_metrics import EngineCollector
         from inference.health_checks import check_engines, check_engines_ready
         from inference.ws_routes import websocket_urlpatterns
@@ -20,6 +21,8 @@ class InferenceConfig(AppConfig):
         registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
         registry.put("readiness_checks", "engines", check_engines_ready)
         registry.add("doctor_checks", check_engines)
+        for doctor_check in ENGINE_OPS_CHECKS:
+            registry.add("doctor_checks", doctor_check)
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
         metrics.register_collector("engines", EngineCollector())

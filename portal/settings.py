@@ -35,7 +35,8 @@ if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("PORTAL_DEBUG=true is refused with PORTAL_ENV=production: unset PORTAL_DEBUG.")
 
 DATA_DIR = Path(env_str("PORTAL_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private to the portal's user: it holds the database, the secret key and the logs (doctor checks).
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 PORTAL_HOST = env_str("PORTAL_HOST", "127.0.0.1")
 PORTAL_PORT = env_int("PORTAL_PORT", 8000, minimum=1, maximum=65535)
