@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -276,13 +275,13 @@ def test_a_chat_unfriendly_stream_interval_is_named(db: Any, clean: Any, capsys:
 
 
 @pytest.fixture
-def fake_engine_venv(clean: Any, tmp_path: Path) -> Iterator[Path]:
+def fake_engine_venv(clean: Any, tmp_path: Path) -> Path:
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
     (venv / "bin" / "vllm").write_text("")
     clean.ENGINE_VENV = venv
-    yield venv / "lib" / "python3.11" / "site-packages"
+    return venv / "lib" / "python3.11" / "site-packages"
 
 
 def test_an_unexpected_vllm_version_is_named(db: Any, capsys: Any, fake_engine_venv: Path) -> None:
