@@ -212,7 +212,7 @@ class StubDiskUsage:
         self.free = free
 
     def __call__(self, path: Any) -> Any:
-        from shutil import _ntuple_diskusage  # type: ignore[attr-defined]
+        from shutil import _ntuple_diskusage
 
         return _ntuple_diskusage(100 * GIB, 100 * GIB - self.free, self.free)
 
