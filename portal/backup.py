@@ -126,3 +126,4 @@ def run_pg_dump(command: PgDump) -> None:
     if result.returncode != 0:
         target.unlink(missing_ok=True)
         raise BackupError(f"pg_dump failed (exit {result.returncode}): {result.stderr.strip()}")
+    target.chmod(0o600)  # it holds everything the database holds

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
 
 WRITER = """
 import os, pathlib
@@ -147,26 +147,45 @@ def test_a_target_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
     assert "does not exist" in result.stderr
 
 
-def test_postgresql_gets_the_pg_dump_command_printed(tmp_path: Path) -> None:
-    env = portal_env(tmp_path, DATABASE_URL=POSTGRES_URL)
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A database of its own on the PostgreSQL server, dropped afterwards."""
+    import secrets
+
+    import psycopg
+
+    name = f"ops_backup_{secrets.token_hex(4)}"
+    with psycopg.connect(f"{POSTGRES_SERVER}/test", autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES_SERVER}/test", autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_postgresql_gets_the_pg_dump_command_printed(tmp_path: Path, postgres_database: str) -> None:
+    env = portal_env(tmp_path, DATABASE_URL=postgres_database)
     result = manage(env, "backup", str(tmp_path / "portal.dump"))
     assert f"pg_dump --format=custom --no-owner --file={tmp_path / 'portal.dump'}" in result.stdout
-    assert "--host=127.0.0.1 --port=5432 --username=postgres test" in result.stdout
+    name = postgres_database.rsplit("/", 1)[1]
+    assert f"--host=127.0.0.1 --port=5432 --username=postgres {name}" in result.stdout
     assert "pg_restore" in result.stdout
     assert not (tmp_path / "portal.dump").exists()
 
 
-def test_postgresql_with_run_writes_a_dump_pg_restore_can_read(tmp_path: Path) -> None:
-    env = portal_env(tmp_path, DATABASE_URL=POSTGRES_URL)
+def test_postgresql_with_run_writes_a_dump_pg_restore_can_read(tmp_path: Path, postgres_database: str) -> None:
+    env = portal_env(tmp_path, DATABASE_URL=postgres_database)
     manage(env, "migrate", "-v0")
     target = tmp_path / "portal.dump"
     manage(env, "backup", str(target), "--run")
     listing = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True, text=True, check=True)
     assert "TABLE public chat_message" in listing.stdout
+    assert target.stat().st_mode & 0o077 == 0
 
 
-def test_postgresql_with_run_but_no_pg_dump_says_what_to_install(tmp_path: Path) -> None:
-    env = portal_env(tmp_path, DATABASE_URL=POSTGRES_URL, PATH=str(Path(sys.executable).parent))
+def test_postgresql_with_run_but_no_pg_dump_says_what_to_install(tmp_path: Path, postgres_database: str) -> None:
+    env = portal_env(tmp_path, DATABASE_URL=postgres_database, PATH=str(Path(sys.executable).parent))
     result = manage(env, "backup", str(tmp_path / "portal.dump"), "--run", check=False)
     assert result.returncode != 0
     assert "pg_dump is not on PATH" in result.stderr
