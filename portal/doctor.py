@@ -83,7 +83,7 @@ def check_bind_address() -> Finding:
             "bind address",
             WARN,
             f"PORTAL_HOST={host}: the portal is reachable from this machine only.",
-            "Put a reverse proxy in front (docs/deployment.md), or set PORTAL_HOST=0.0.0.0 "
+            "Put a reverse proxy in front (docs/deploy.md), or set PORTAL_HOST=0.0.0.0 "
             "(it then answers to this machine's names and addresses; other names go in PORTAL_ALLOWED_HOSTS).",
         )
     return Finding("bind address", OK, f"PORTAL_HOST={host}: reachable from other machines.")
