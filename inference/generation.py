@@ -91,6 +91,7 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
     try:
         target = pick_engine(sampling.model)
     except EngineUnavailable as exc:
+        metrics.refused("engine_unavailable", source)
         raise GenerationRejected(
             "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
         ) from exc

@@ -252,3 +252,13 @@ def test_every_series_the_grafana_dashboard_plots_is_one_the_portal_exposes(db: 
     exposed = {family.name for family in text_string_to_metric_families(response.content.decode())}
     assert len(plotted) > 20
     assert plotted <= exposed, plotted - exposed
+
+
+def test_a_request_with_no_ready_engine_is_counted_as_refused(alice: Any, token: str) -> None:
+    from inference.rejections import GenerationRejected
+
+    before = value(scrape(), "portal_refusals_total", reason="engine_unavailable", channel="chat")
+    with pytest.raises(GenerationRejected):
+        prepare(alice.pk, [{"role": "user", "content": "hi"}], parse_sampling({}, alice), source="chat")
+    after = value(scrape(), "portal_refusals_total", reason="engine_unavailable", channel="chat")
+    assert after - before == 1
