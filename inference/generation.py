@@ -96,7 +96,6 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
     request = ChatRequest(
         messages=messages,
         max_tokens=sampling.max_tokens,
-        model=target.served_model,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
