@@ -99,7 +99,7 @@ def _message(effective: str, progress: float | None, config: EngineConfig, state
         return "engine restarting after a crash — an admin has been told"
     if effective == EngineState.State.CRASH_LOOP:
         return "engine failed repeatedly and was stopped — an admin has been told"
-    # Crashes are mailed to the admins by the supervisor (see tell_admins); a dead supervisor
+    # Crashes are mailed to the admins by the supervisor (see inference.alerts); a dead supervisor
     # or a stopped engine tells nobody, so users are asked to.
     if config.desired_state == EngineConfig.Desired.RUNNING and not supervisor_alive(state):
         return "engine supervisor is not running — please tell an admin"
