@@ -1,12 +1,14 @@
-"""How an answer stands: the status words every part of the portal uses, defined once.
+"""The words and shapes every client uses for an answer: its status, why it stopped, its tokens.
 
-The chat stores them on its messages (``chat.models.Message.Status`` is this class), the
-``done`` frame and the ``/v1`` API report them, and the generation service settles every
-answer with one of the final ones. An *interrupted* answer says why in its error code: one
-of the reasons below, or the engine's error.
+Defined once here: the chat stores the status on its messages (``chat.models.Message.Status``
+is :class:`AnswerStatus`), the ``done`` frame and the ``/v1`` API report it, and the
+generation service settles every answer with one of the final ones. An *interrupted* answer
+says why in its error code: one of the reasons below, or the engine's error.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.db import models
 
@@ -25,3 +27,14 @@ class AnswerStatus(models.TextChoices):
 DETACHED = "detached"  # nobody watched it for the grace period, so it was stopped
 CANCELLED = "cancelled"  # the web process writing it cancelled it (shutting down)
 LOST = "lost"  # the web process writing it went away (its heartbeat stopped)
+
+
+def token_usage(prompt_tokens: int | None, completion_tokens: int | None, estimated: bool) -> dict[str, Any]:
+    """Return token counts as clients see them (``estimated``: counted from the stream)."""
+    counted = prompt_tokens is not None or completion_tokens is not None
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": (prompt_tokens or 0) + (completion_tokens or 0) if counted else None,
+        "estimated": estimated,
+    }

@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 
-from inference.answer_status import CANCELLED, DETACHED, AnswerStatus
+from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.rejections import GenerationRejected
@@ -140,13 +140,7 @@ class Outcome:
 
     def usage(self) -> dict[str, Any]:
         """Token counts as the clients see them (``estimated`` when the engine sent none)."""
-        total = (self.prompt_tokens or 0) + self.completion_tokens
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": total,
-            "estimated": self.usage_estimated,
-        }
+        return token_usage(self.prompt_tokens, self.completion_tokens, self.usage_estimated)
 
 
 class GenerationSink(Protocol):
