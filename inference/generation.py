@@ -321,5 +321,7 @@ class Generation:
 
     def _settle(self, outcome: Outcome) -> None:
         with transaction.atomic():
-            outcome.remaining = settle_usage(self.prepared, outcome)
+            # Lock order (docs/architecture.md): the answer (conversation level), then the
+            # ledger, then the audit chain, as begin_turn takes them.
             self.sink.persist(outcome)
+            outcome.remaining = settle_usage(self.prepared, outcome)
