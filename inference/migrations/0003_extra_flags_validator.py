@@ -6,15 +6,19 @@ import inference.vllm_flags
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inference', '0002_host_readings'),
+        ("inference", "0002_host_readings"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='engineconfig',
-            name='extra_flags',
-            field=models.TextField(blank=True, default='', help_text='More `vllm serve` flags from the allow-list, e.g. `--enforce-eager --max-num-batched-tokens 2048`.', validators=[inference.vllm_flags.validate_extra_flags]),
+            model_name="engineconfig",
+            name="extra_flags",
+            field=models.TextField(
+                blank=True,
+                default="",
+                help_text="More `vllm serve` flags from the allow-list, e.g. `--enforce-eager --max-num-batched-tokens 2048`.",
+                validators=[inference.vllm_flags.validate_extra_flags],
+            ),
         ),
     ]
