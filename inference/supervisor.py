@@ -36,9 +36,9 @@ from inference import telemetry
 from inference.alerts import tell_admins
 from inference.diagnosis import Diagnosis, diagnose
 from inference.engine_process import EngineProcess, note
-from inference.engine_router import supervisor_alive
 from inference.launch_command import LOOPBACK, build_launch, engine_python
 from inference.models import EngineConfig, EngineState
+from inference.status import supervisor_alive
 
 log = logging.getLogger(__name__)
 State = EngineState.State

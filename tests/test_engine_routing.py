@@ -10,11 +10,12 @@ from django.test import Client
 from django.utils import timezone
 
 from inference.engine_client import ChatRequest, EngineError, stream_chat
-from inference.engine_router import EngineUnavailable, model_choices, pick_engine
+from inference.engine_router import EngineUnavailable, pick_engine
 from inference.generation import prepare
 from inference.models import EngineConfig, EngineState
 from inference.rejections import GenerationRejected
 from inference.sampling import parse_sampling
+from inference.status import model_choices
 from tests.websocket import open_socket
 
 State = EngineState.State

@@ -19,9 +19,9 @@ import pytest
 
 from inference import supervisor as supervisor_module
 from inference.engine_process import LaunchOutput
-from inference.engine_router import describe
 from inference.launch_command import MARK_VARIABLE, Launch
 from inference.models import EngineConfig, EngineState
+from inference.status import describe
 from inference.supervisor import Supervisor
 from tests.stack import free_port
 
