@@ -14,8 +14,8 @@ from accounts.gates import member_required
 from chat import conversations, streams
 from chat.conversations import ChatRejected
 from chat.models import Conversation
-from inference.engine_router import model_choices
 from inference.sampling import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
+from inference.status import model_choices
 
 
 def _owned_or_404(request: HttpRequest, pk: int) -> Conversation:
@@ -56,12 +56,6 @@ def conversation_list(request: HttpRequest) -> JsonResponse:
 @member_required
 def conversation_detail(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"conversation": conversations.detail(_owned_or_404(request, pk))})
-
-
-@require_GET
-@member_required
-def models(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": model_choices()})
 
 
 @require_POST

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from inference import telemetry
 from inference.models import EngineConfig, EngineState
 from inference.planner import GIB, Capacity, PlanError, PlanSettings, load_shape, plan, weight_bytes
-from inference.vllm_args import parse_extra_flags
+from inference.vllm_flags import parse_extra_flags
 from portal.doctor import FAIL, OK, WARN, Finding
 
 REQUIREMENT_FILES = ("requirements-engine.txt", "requirements-engine-cuda.txt")

@@ -17,8 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from inference import telemetry
-from inference.engine_router import describe, supervisor_alive
 from inference.models import EngineConfig, EngineState, HostReading
+from inference.status import describe, supervisor_alive
 
 # A scrape must answer even when an engine hangs; Prometheus' own timeout is 10 s by default.
 ENGINE_SCRAPE_TIMEOUT = 2.0

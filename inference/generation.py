@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 
-from inference.answer_status import CANCELLED, DETACHED, AnswerStatus
+from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.rejections import GenerationRejected
@@ -98,7 +98,6 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
     request = ChatRequest(
         messages=messages,
         max_tokens=sampling.max_tokens,
-        model=target.served_model,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
@@ -143,13 +142,7 @@ class Outcome:
 
     def usage(self) -> dict[str, Any]:
         """Token counts as the clients see them (``estimated`` when the engine sent none)."""
-        total = (self.prompt_tokens or 0) + self.completion_tokens
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": total,
-            "estimated": self.usage_estimated,
-        }
+        return token_usage(self.prompt_tokens, self.completion_tokens, self.usage_estimated)
 
 
 class GenerationSink(Protocol):
@@ -343,5 +336,7 @@ class Generation:
 
     def _settle(self, outcome: Outcome) -> None:
         with transaction.atomic():
-            outcome.remaining = settle_usage(self.prepared, outcome)
+            # Lock order (docs/architecture.md): the answer (conversation level), then the
+            # ledger, then the audit chain, as begin_turn takes them.
             self.sink.persist(outcome)
+            outcome.remaining = settle_usage(self.prepared, outcome)

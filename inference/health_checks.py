@@ -12,9 +12,8 @@ from typing import Any
 
 from django.conf import settings
 
-from inference.engine_router import describe, supervisor_alive
 from inference.models import EngineConfig
-from inference.status import snapshot
+from inference.status import describe, snapshot, supervisor_alive
 from portal.doctor import FAIL, OK, WARN, Finding
 
 

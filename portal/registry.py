@@ -105,7 +105,7 @@ class Registry(dict[str, Any]):
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("The registry's keys are fixed.")
 
-    update = setdefault = pop = popitem = clear = _refuse  # type: ignore[assignment]
+    update = setdefault = pop = popitem = clear = _refuse
 
     def add(self, key: str, entry: Any) -> None:
         """Append ``entry`` to the sequence store ``key``.

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from inference.demo import DEMO_SAMPLING_DEFAULTS, create_demo_engine
-from inference.vllm_args import build_launch, parse_extra_flags
+from inference.launch_command import build_launch
+from inference.vllm_flags import parse_extra_flags
 from tests.stack import Stack
 
 

@@ -24,7 +24,7 @@ from inference.generation import Generation, prepare
 from inference.sampling import parse_sampling
 from portal import metrics
 from tests.chat_socket import (
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     stub_fixture,  # noqa: F401 - fixture
 )
 from tests.stack import Stack
@@ -102,7 +102,7 @@ def test_a_short_token_is_refused_at_start_up() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("pooled_client_closed")
+@pytest.mark.usefixtures("loop_cleaned_up")
 async def test_the_counters_move_after_a_generation(alice: Any, stub: Any, token: str) -> None:
     model = "stub-model"
     before = await database_sync_to_async(scrape)()
@@ -205,7 +205,7 @@ def test_several_processes_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
 
 @pytest.mark.engine
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("pooled_client_closed")
+@pytest.mark.usefixtures("loop_cleaned_up")
 async def test_the_real_engines_figures_and_a_real_generation_show_up(
     alice: Any, engine_stack: Stack, token: str
 ) -> None:
