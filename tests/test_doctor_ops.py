@@ -305,3 +305,16 @@ def test_a_crashed_engine_shows_its_diagnosis_and_remedies(db: Any, clean: Any, 
         heartbeat_at=timezone.now(),
     )
     assert_named(capsys, "engine broken", "Out of GPU memory", "Lower max model length.")
+
+
+def test_redis_that_is_down_is_named_and_fails(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DATABASE_URL", "REDIS_URL"))}
+    env |= {"PORTAL_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:9/0"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "doctor", "--json"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    findings = {finding["check"]: finding for finding in json.loads(result.stdout)}
+    assert findings["cache"]["status"] == "fail"
+    assert "REDIS_URL" in findings["cache"]["fix"]

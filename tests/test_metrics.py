@@ -262,3 +262,27 @@ def test_a_request_with_no_ready_engine_is_counted_as_refused(alice: Any, token:
         prepare(alice.pk, [{"role": "user", "content": "hi"}], parse_sampling({}, alice), source="chat")
     after = value(scrape(), "portal_refusals_total", reason="engine_unavailable", channel="chat")
     assert after - before == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loop_cleaned_up")
+async def test_open_websockets_are_counted_until_they_close(alice: Any, token: str) -> None:
+    from tests.websocket import open_socket
+
+    before = value(await database_sync_to_async(scrape)(), "portal_websockets_open")
+    communicator, connected, _ = await open_socket("/ws/status/", alice)
+    assert connected
+    assert value(await database_sync_to_async(scrape)(), "portal_websockets_open") == before + 1
+    await communicator.disconnect()
+    assert value(await database_sync_to_async(scrape)(), "portal_websockets_open") == before
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loop_cleaned_up")
+async def test_a_refused_websocket_is_not_counted(token: str) -> None:
+    from tests.websocket import open_socket
+
+    before = value(await database_sync_to_async(scrape)(), "portal_websockets_open")
+    _, connected, _ = await open_socket("/ws/status/")
+    assert not connected
+    assert value(await database_sync_to_async(scrape)(), "portal_websockets_open") == before
