@@ -123,11 +123,18 @@ def check_public_url_hosts() -> Finding:
 
 
 def web_processes() -> int:
-    """How many web processes serve the portal: the declared count or the Daphnes running here."""
+    """How many web processes serve the portal: the declared count or the Daphnes running here.
+
+    Only Daphnes started from this checkout count (their working directory), so another
+    portal on the same machine does not.
+    """
     running = 0
-    for process in psutil.process_iter(["cmdline"]):
+    base_dir = str(settings.BASE_DIR)
+    for process in psutil.process_iter(["cmdline", "cwd"]):
         cmdline = process.info.get("cmdline") or []
-        if any(DAPHNE_APPLICATION in part for part in cmdline) and any("daphne" in part for part in cmdline):
+        if process.info.get("cwd") != base_dir or not any("daphne" in part for part in cmdline):
+            continue
+        if any(DAPHNE_APPLICATION in part for part in cmdline):
             running += 1
     declared: int = settings.PORTAL_WEB_PROCESSES
     return max(declared, running)

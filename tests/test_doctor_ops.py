@@ -318,3 +318,27 @@ def test_redis_that_is_down_is_named_and_fails(tmp_path: Path) -> None:
     findings = {finding["check"]: finding for finding in json.loads(result.stdout)}
     assert findings["cache"]["status"] == "fail"
     assert "REDIS_URL" in findings["cache"]["fix"]
+
+
+def test_daphnes_running_from_this_checkout_count_as_web_processes(db: Any, clean: Any, capsys: Any) -> None:
+    from portal.doctor_checks import web_processes
+
+    assert web_processes() == 1
+    daphnes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port()), "portal.asgi:application"],
+            cwd=ROOT,
+            env={**os.environ, "PORTAL_DATA_DIR": str(clean.DATA_DIR)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        assert web_processes() == 2
+        clean.REDIS_URL = None
+        assert_named(capsys, "redis for processes", "2 web processes")
+    finally:
+        for daphne in daphnes:
+            daphne.terminate()
+            daphne.wait(timeout=20)
