@@ -151,6 +151,10 @@ def check_websocket(url: str) -> Finding:
     redirect, 200, 400 or 404.
     """
     parts = urlsplit(url)
+    # A route an app registered (the first: the engine status socket), so the probe reaches
+    # a consumer and not the router's "no route" error.
+    routes = registry["websocket_routes"]
+    probe_path = "/" + str(routes[0].pattern).strip("^$") if routes else "/ws/"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Finding("websocket", FAIL, f"{url!r} is not an http(s) URL.", "Give the address people open.")
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -164,7 +168,7 @@ def check_websocket(url: str) -> Finding:
         "Origin": origin,
     }
     try:
-        connection.request("GET", "/ws/status/", headers=headers)
+        connection.request("GET", probe_path, headers=headers)
         response = connection.getresponse()
         status = response.status
     except OSError as exc:
@@ -176,7 +180,7 @@ def check_websocket(url: str) -> Finding:
     return Finding(
         "websocket",
         FAIL,
-        f"A WebSocket upgrade to {origin}/ws/status/ came back as HTTP {status}: something in between drops it.",
+        f"A WebSocket upgrade to {origin}{probe_path} came back as HTTP {status}: something in between drops it.",
         "Pass the Upgrade and Connection headers in the proxy (deploy/nginx.conf shows how).",
     )
 

@@ -45,6 +45,8 @@ def test_the_registry_refuses_a_new_key():
         registry.setdefault("widgets_of_my_plugin", [])
     with pytest.raises(TypeError, match="fixed"):
         registry.update({"widgets_of_my_plugin": []})
+    with pytest.raises(TypeError, match="fixed"):
+        registry.__ior__({"widgets_of_my_plugin": []})  # what `registry |= {...}` calls
     assert "widgets_of_my_plugin" not in registry
 
 
