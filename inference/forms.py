@@ -46,6 +46,12 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
         ]
         widgets = {"extra_flags": forms.Textarea(attrs={"rows": 3})}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Optional on the model only because external engines have neither (this form is for managed ones).
+        self.fields["served_model_name"].required = True
+        self.fields["port"].required = True
+
     def clean_extra_flags(self) -> str:
         # The allow-list itself is the model field's validator (inference.vllm_flags).
         return str(self.cleaned_data.get("extra_flags") or "").strip()

@@ -55,7 +55,9 @@ def check_engines() -> Iterator[Finding]:
                 "Start the supervisor: `python manage.py runengine` (make run starts it).",
             )
         elif view.state == "ready":
-            yield Finding(label, OK, f"ready, serving {config.served_model_name}.")
+            yield Finding(label, OK, f"ready, serving {', '.join(view.models)}.")
+        elif config.is_external and state is not None:  # the probe's sentence and what to do
+            yield Finding(f"{label} (external, {config.url})", FAIL, state.message, " ".join(state.remedies))
         elif view.state in ("crashed", "crash_loop"):
             diagnosis = state.diagnosis if state is not None else ""
             remedies = " ".join(state.remedies) if state is not None and state.remedies else ""

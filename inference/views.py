@@ -47,7 +47,12 @@ def engine_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request,
         "inference/engine_detail.html",
-        {"config": config, "engine": row, "plan": desired_state.memory_plan(config), "log_path": engine_log_path(name)},
+        {
+            "config": config,
+            "engine": row,
+            "plan": None if config.is_external else desired_state.memory_plan(config),
+            "log_path": engine_log_path(name),
+        },
     )
 
 
