@@ -6,6 +6,7 @@ Also registers and removes external engines: `engine add-external NAME --url URL
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -84,6 +85,7 @@ class Command(BaseCommand):
         except ExternalEngineRefused as exc:
             raise CommandError(exc.message) from None
         # One probe now, so the operator sees at once whether the address and key work.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         result = probe(config)
         self.stdout.write(f"{config.name}: registered at {config.url}. Probed now: {result.message}")
         if result.remedy:
