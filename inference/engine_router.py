@@ -8,6 +8,7 @@ engine's state is read and ranked is :mod:`inference.status`'s.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from inference.engine_secrets import EngineKeyError, engine_api_key
@@ -58,6 +59,10 @@ def pick_engine(model: str | None) -> EngineTarget:
         raise EngineUnavailable("unknown_model", f"no engine serves the model {model!r}", model=model)
     # The best ranked is the least-loaded ready engine, or else the most hopeful one.
     view, config = min(candidates, key=lambda pair: rank(pair[0]))
+    if view.state == EngineState.State.READY:
+        # Loads are the supervisors' last samples (every few seconds): ready engines equally loaded
+        # by that count share a burst at random instead of all of it going to the first by name.
+        view, config = secrets.choice([pair for pair in candidates if rank(pair[0])[:2] == rank(view)[:2]])
     if view.state == EngineState.State.READY:
         state = config.state
         try:
