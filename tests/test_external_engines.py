@@ -307,6 +307,15 @@ def test_a_model_served_by_managed_and_external_engines_goes_to_the_least_loaded
 
 
 @pytest.mark.django_db
+def test_equally_loaded_ready_engines_share_a_burst():
+    managed("local", "smol", State.READY, load=2)
+    external("remote", "https://gpu.example.com", State.READY, models=["smol"], load=2)
+    managed("busy", "smol", State.READY, load=3, port=8302)
+    picked = {pick_engine("smol").name for _ in range(40)}
+    assert picked == {"local", "remote"}
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("state", "sentence"),
     [

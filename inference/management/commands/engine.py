@@ -110,7 +110,7 @@ class Command(BaseCommand):
             )  # fmt: skip
             if row["detail"]:
                 self.stdout.write(f"{'':<16} {row['detail']}")
-            if row["failure"]:
+            if row["failure"] and row["failure"]["diagnosis"] != row["detail"]:
                 failure = row["failure"]
                 self.stdout.write(f"{'':<16} last failure ({failure['kind']}): {failure['diagnosis']}")
                 for remedy in failure["remedies"]:
