@@ -174,6 +174,10 @@ def check_engines() -> Iterator[Finding]:
             yield Finding(label, FAIL, f"{view.message}. {diagnosis}".strip(), "See the Engines page for the log.")
         else:
             yield Finding(label, WARN if view.state != "stopped" else OK, view.message)
+    # SEAM(doctor registry): the inference app will register this check itself.
+    from inference.harmony_vocabulary import check_harmony_vocabulary
+
+    yield from check_harmony_vocabulary()
 
 
 def check_websocket(url: str) -> Finding:
