@@ -45,15 +45,20 @@ def prepare_tiny_gptoss(models_dir: Path) -> tuple[Path, bool]:
     """Build the tiny gpt-oss checkpoint into ``models_dir`` once; return (folder, whether built now).
 
     Concurrent callers wait on a file lock and reuse the folder the first one built. Raises
-    :class:`~inference.demo.DemoUnavailable` when the engine environment is missing or the
-    builder fails (with the end of its output); nothing half-written is left under the name.
+    :class:`~inference.demo.DemoUnavailable` when the engine environment is missing, the
+    models folder cannot be written, or the builder fails (with the end of its output);
+    nothing half-written is left under the folder's name.
     """
     python = engine_python()
     if not python.exists():
         raise DemoUnavailable(f"The engine environment {settings.ENGINE_VENV} is missing: run `make engine`.")
-    models_dir.mkdir(parents=True, exist_ok=True)
     target = tiny_gptoss_folder(models_dir)
-    with (models_dir / ".prepare.lock").open("w") as lock:
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        lock = (models_dir / ".prepare.lock").open("w")
+    except OSError as exc:
+        raise DemoUnavailable(f"The models folder {models_dir} cannot be used: {exc.strerror or exc}.") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
             return target, False

@@ -253,6 +253,17 @@ class Stack:
         wait_until(answers, 60, "the web process")
         return url, process
 
+    def add_member(self, username: str, password: str) -> None:
+        """Create ``username`` as a member in the stack's database (for logging in from a browser)."""
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; from accounts.roles import assign_role, MEMBERS; "
+            f"u, _ = get_user_model().objects.get_or_create(username={username!r}, "
+            f"defaults={{'email': '{username}@example.com'}}); "
+            f"u.set_password({password!r}); u.save(); assign_role(u, MEMBERS)",
+        )
+
     def register_in_test_db(self, name: str | None = None) -> Any:
         """Copy the running engine (config and ready state) into pytest-django's test database.
 
