@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
+from inference.generation import Generation
 from tests.chat_socket import (
     chat_socket,
     frames_until,
@@ -22,8 +23,13 @@ from tests.chat_socket import (
     settled,
 )
 from tests.gptoss_stack import ANSWER, REASONING, SERVED_MODEL, EngineTap, GptOssEngine, route_through_tap
+from tests.test_chat_generation import RecordingSink, prepared_for
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pooled_client_closed")]
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("pooled_client_closed"),
+]
 
 QUESTION = "Please greet me."
 TIMEOUT = 120
@@ -83,9 +89,7 @@ async def test_the_chat_streams_the_reasoning_and_the_answer_apart(
     await socket.disconnect()
 
 
-async def test_routing_by_model_name_reaches_each_of_two_real_engines(
-    alice: Any, gptoss_engine: GptOssEngine
-) -> None:
+async def test_routing_by_model_name_reaches_each_of_two_real_engines(alice: Any, gptoss_engine: GptOssEngine) -> None:
     await register(gptoss_engine)
     socket = await chat_socket(alice)
     demo = gptoss_engine.stack.served_model
@@ -158,3 +162,16 @@ async def test_a_stop_during_the_reasoning_keeps_the_reasoning_written_so_far(
     assert REASONING.startswith(answer.reasoning)
     assert answer.reasoning != REASONING
     await socket.disconnect()
+
+
+async def test_the_outcome_counts_the_reasoning_tokens_the_engine_reports(
+    alice: Any, gptoss_engine: GptOssEngine
+) -> None:
+    await register(gptoss_engine)
+    tiny = await Generation(await prepared_for(alice, model=SERVED_MODEL), RecordingSink()).run()
+    assert (tiny.completion_tokens, tiny.reasoning_tokens) == (22, 4)
+    demo_model = gptoss_engine.stack.served_model
+    demo = await Generation(await prepared_for(alice, model=demo_model, max_tokens=5), RecordingSink()).run()
+    # Without a reasoning parser vLLM reports no reasoning count: unknown, not zero.
+    assert demo.status == "complete"
+    assert demo.reasoning_tokens is None
