@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,21 @@ def test_the_command_without_the_engine_environment_says_how_to_install_it(setti
         call_command("preparetinygptoss", "--models-dir", str(tmp_path))
     assert not EngineConfig.objects.exists()
     assert not list(tmp_path.glob("tiny-gpt-oss-*"))
+
+
+@pytest.mark.django_db
+def test_a_builder_that_fails_says_why_and_leaves_no_folder(settings, tmp_path: Path) -> None:
+    # The portal's own environment has no torch, transformers or Harmony: the builder cannot run there.
+    settings.ENGINE_VENV = Path(sys.prefix)
+    with pytest.raises(CommandError, match=r"failed \(1\)[\s\S]*No module named"):
+        call_command("preparetinygptoss", "--models-dir", str(tmp_path))
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith("tiny-gpt-oss-")]
+    assert not EngineConfig.objects.exists()
+
+
+@pytest.mark.django_db
+def test_running_the_command_again_points_out_an_engine_on_an_older_build(tiny_folder: Path, capsys) -> None:
+    EngineConfig.objects.create(name="oss", served_model_name="oss", model="/srv/models/tiny-gpt-oss-0", port=18994)
+    call_command("preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", "oss")
+    assert f"point it at {tiny_folder}" in capsys.readouterr().out
+    assert EngineConfig.objects.get().model == "/srv/models/tiny-gpt-oss-0"
