@@ -115,7 +115,7 @@ class EngineTap:
                     except (BrokenPipeError, ConnectionResetError):
                         pass  # the portal closed the stream (a stop); closing ours aborts vLLM's
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
