@@ -62,9 +62,11 @@ def address_allowed(url: str, patterns: list[str] | None = None) -> bool:
     networks = [ipaddress.ip_network(item) for item in patterns if "/" in item]
     names = [item for item in patterns if "/" not in item]
     try:
-        return any(ipaddress.ip_address(host) in network for network in networks)
+        literal = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        pass
+        literal = None
+    if literal is not None:
+        return any(literal in network for network in networks)
     if any(host == name or (name.startswith("*.") and host.endswith(name[1:])) for name in names):
         return True
     if not networks:
@@ -93,6 +95,7 @@ class ExternalSpec:
 
     name: str
     url: str
+    api_key: str = ""  # given directly (the admin page); the command line reads it from a file
     api_key_file: str = ""
     keep_key_in_file: bool = False
     ca_bundle: str = ""
@@ -102,8 +105,8 @@ class ExternalSpec:
 def register_external(spec: ExternalSpec, *, replace: bool = False) -> EngineConfig:
     """Create (or with ``replace`` update) the external engine ``spec.name``.
 
-    The key file is read now and its key stored encrypted, unless ``keep_key_in_file`` (then
-    the file is read at every use, on each host). Raises :class:`ExternalEngineRefused`: bad
+    The key (given, or read now from the key file) is stored encrypted, unless
+    ``keep_key_in_file`` (then the file is read at every use, on each host). Raises :class:`ExternalEngineRefused`: bad
     name, URL, address not allowed, unreadable key file or CA bundle, bad model name, a taken
     name without ``replace``, or a managed engine of that name. Nothing is written then.
     """
@@ -115,7 +118,9 @@ def register_external(spec: ExternalSpec, *, replace: bool = False) -> EngineCon
         )
     encrypted = ""
     try:
-        if spec.api_key_file:
+        if spec.api_key:
+            encrypted = encrypt_api_key(spec.api_key)
+        elif spec.api_key_file:
             key = read_key_file(spec.api_key_file)
             encrypted = "" if spec.keep_key_in_file else encrypt_api_key(key)
     except EngineKeyError as exc:

@@ -97,6 +97,9 @@ def test_only_addresses_matching_the_allowed_patterns_pass():
     assert not address_allowed("http://192.168.1.5:8000", patterns)
     assert not address_allowed("https://gpu.internal.evil.com", patterns)
     assert not address_allowed("https://evilgpu.internal", patterns)
+    assert address_allowed("https://node7.gpu.internal", ["*.gpu.internal"])  # names only, no networks
+    assert not address_allowed("http://10.1.2.3", ["*.gpu.internal"])
+    assert address_allowed("http://[fd00::5]:8000", ["fd00::/8"])
     assert address_allowed("http://anything:1", [])
     assert address_allowed("http://localhost:8000", ["127.0.0.0/8", "::1/128"])  # a name resolved into the networks
 
@@ -364,6 +367,38 @@ async def test_a_chat_reaches_an_external_engine_with_its_key(tmp_path):
 
 
 # --- pages and doctor ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_only_admins_can_register_an_external_engine_on_the_page(client_for, alice, audrey, adam, client, settings):
+    settings.EXTERNAL_ENGINE_ALLOWED = ["*.example.com"]
+    form = {"name": "remote", "url": "https://gpu.example.com:8000/v1", "api_key": "s3cret", "models": "smol, oss"}
+    for user in (alice, audrey):
+        assert client_for(user).post("/engines/external/new/", form).status_code == 403
+    assert client.post("/engines/external/new/", form).status_code == 302  # to the login page
+    assert not EngineConfig.objects.exists()
+    assert client_for(adam).get("/engines/external/new/").status_code == 200
+    response = client_for(adam).post("/engines/external/new/", form)
+    assert response.status_code == 302
+    assert response["Location"] == "/engines/remote/"
+    config = EngineConfig.objects.get(name="remote")
+    assert (config.kind, config.url) == ("external", "https://gpu.example.com:8000")
+    assert config.pinned_models == ["smol", "oss"]
+    assert "s3cret" not in config.api_key_encrypted
+    assert engine_api_key(config) == "s3cret"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [("http://10.0.0.5:8000", "is not allowed by PORTAL_EXTERNAL_ENGINE_ALLOWED"), ("gopher://x", "not an http://")],
+)
+def test_a_refused_registration_on_the_page_says_why_and_writes_nothing(client_for, adam, settings, url, error):
+    settings.EXTERNAL_ENGINE_ALLOWED = ["*.example.com"]
+    response = client_for(adam).post("/engines/external/new/", {"name": "remote", "url": url, "api_key": "k"})
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not EngineConfig.objects.exists()
 
 
 @pytest.mark.django_db
