@@ -433,7 +433,8 @@ def test_start_and_stop_of_an_external_engine_are_refused_with_a_sentence(client
 
 
 @pytest.mark.django_db
-def test_doctor_reports_an_external_engine_state_and_what_to_do():
+def test_doctor_reports_an_external_engine_state_and_what_to_do(settings, tmp_path):
+    settings.ENGINE_VENV = tmp_path / "no-engine-venv"
     from inference.health_checks import check_engines
 
     external("remote", "https://gpu.example.com", State.UNAUTHORIZED, models=[])
@@ -441,6 +442,7 @@ def test_doctor_reports_an_external_engine_state_and_what_to_do():
                                remedies=["Register it again with the right key."])  # fmt: skip
     external("ok", "https://gpu3.example.com", State.READY, models=["smol"])
     findings = {finding.check: finding for finding in check_engines()}
+    assert "engine install" not in findings  # fronting external engines only needs no vLLM here
     bad = findings["engine remote (external, https://gpu.example.com)"]
     assert bad.status == doctor.FAIL
     assert bad.detail == "The engine refused the portal's API key (HTTP 401 from /v1/models)."
