@@ -12,10 +12,12 @@ admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-a
 urlpatterns = [
     path("", views.home, name="home"),
     path("account/", views.account, name="account"),
+    path("account/keys/", include("accounts.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("chat/", include("chat.urls")),
     path("engines/", include("inference.urls")),
+    path("v1/", include("inference.api.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]
