@@ -11,7 +11,9 @@ settlement, as for the chat.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +27,8 @@ from inference.api.requests import CompletionRequest
 from inference.engines import model_choices
 from inference.generation import STOP_DETACHED, Frame, Generation, GenerationRejected, Outcome, Prepared, prepare
 from inference.models import EngineConfig
+
+logger = logging.getLogger(__name__)
 
 SOURCE = "api"
 OWNER = "llm-portal"
@@ -89,7 +93,8 @@ class ApiSink:
     """The generation's sink for one request: frames and the outcome go to a queue the response reads."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Frame | Outcome] = asyncio.Queue()
+        # None: the generation task ended without an outcome (it failed while settling).
+        self.queue: asyncio.Queue[Frame | Outcome | None] = asyncio.Queue()
 
     async def on_start(self, generation: Generation) -> None:
         return None
@@ -128,9 +133,17 @@ class Completion:
         self.id = f"chatcmpl-{prepared.request.request_id}"
         self.created = int(time.time())
         self.model = prepared.target.served_model
-        self.task: asyncio.Task[Outcome] = asyncio.create_task(self.generation.run())
+        # A fresh context: the request's (asgiref's per-request thread) ends before the answer does.
+        self.task: asyncio.Task[Outcome] = asyncio.create_task(self.generation.run(), context=contextvars.Context())
         _tasks.add(self.task)
-        self.task.add_done_callback(_tasks.discard)
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[Outcome]) -> None:
+        _tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                logger.error("API generation %s failed", self.id, exc_info=task.exception())
+            self.sink.queue.put_nowait(None)
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -159,6 +172,10 @@ class Completion:
             yield _sse(self._chunk({"role": "assistant", "content": ""}))
             while True:
                 item = await self.sink.queue.get()
+                if item is None:
+                    yield _sse(engine_failure("internal_error", "the portal failed while writing this answer").body())
+                    yield b"data: [DONE]\n\n"
+                    return
                 if isinstance(item, Outcome):
                     break
                 pieces = (("content", item.content), ("reasoning", item.reasoning))
@@ -183,6 +200,8 @@ class Completion:
         except asyncio.CancelledError:
             self._abandon()
             raise
+        except Exception:
+            raise engine_failure("internal_error", "the portal failed while writing this answer") from None
         if outcome.error_code:
             raise engine_failure(outcome.error_code, outcome.error_message)
         message = {"role": "assistant", "content": outcome.content, "reasoning": outcome.reasoning or None}
