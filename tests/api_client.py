@@ -59,8 +59,8 @@ class LedgerSpy:
         return None
 
 
-@pytest.fixture
-def ledger(monkeypatch: pytest.MonkeyPatch) -> LedgerSpy:
+@pytest.fixture(name="ledger")
+def ledger_fixture(monkeypatch: pytest.MonkeyPatch) -> LedgerSpy:
     spy = LedgerSpy()
     monkeypatch.setattr(generation, "reserve_usage", spy.reserve)
     monkeypatch.setattr(generation, "settle_usage", spy.settle)

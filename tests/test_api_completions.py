@@ -18,7 +18,7 @@ from django.utils import timezone
 from chat.models import Message
 from inference.generation import INTERRUPTED, GenerationRejected
 from inference.models import EngineConfig, EngineState
-from tests.api_client import LedgerSpy, call, chat, key_for, ledger  # noqa: F401 - fixture
+from tests.api_client import LedgerSpy, call, chat, key_for, ledger_fixture  # noqa: F401 - fixture
 from tests.chat_socket import (
     pooled_client_closed,  # noqa: F401 - fixture
     stub_fixture,  # noqa: F401 - fixture
@@ -31,13 +31,14 @@ ERROR_FIELDS = {"message", "type", "param", "code"}
 
 
 async def key(user: Any, **kwargs: Any) -> str:
-    return await database_sync_to_async(key_for)(user, **kwargs)
+    secret: str = await database_sync_to_async(key_for)(user, **kwargs)
+    return secret
 
 
 def assert_error(reply: Any, status: int, code: str | None = None, param: str | None = None) -> dict[str, Any]:
     assert reply.status == status, reply.body
     error = reply.json()["error"]
-    assert ERROR_FIELDS <= set(error)
+    assert set(error) >= ERROR_FIELDS
     assert error["message"]
     if code is not None:
         assert error["code"] == code
@@ -53,12 +54,14 @@ async def test_a_whole_answer_comes_as_a_chat_completion_with_usage(alice: Any, 
     reply = await call(chat(), key=await key(alice))
     assert reply.status == 200
     body = reply.json()
-    assert body["object"] == "chat.completion" and body["model"] == "stub-model"
+    assert body["object"] == "chat.completion"
+    assert body["model"] == "stub-model"
     choice = body["choices"][0]
     assert choice["message"] == {"role": "assistant", "content": "Hello world", "reasoning": None}
     assert choice["finish_reason"] == "stop"
     assert body["usage"] == {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
-    assert len(ledger.reserved) == 1 and len(ledger.settled) == 1
+    assert len(ledger.reserved) == 1
+    assert len(ledger.settled) == 1
 
 
 async def test_the_api_passes_source_api_and_the_key_prefix_to_the_generation(
@@ -76,7 +79,8 @@ async def test_a_stream_sends_chunks_reasoning_a_finish_usage_and_done(alice: An
     stub.script = Script(pieces=[("thinking", ""), ("", "Hello"), ("", " world")])
     body = chat(stream=True, stream_options={"include_usage": True})
     reply = await call(body, key=await key(alice))
-    assert reply.status == 200 and reply.headers["content-type"] == "text/event-stream"
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "text/event-stream"
     events = reply.events()
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
@@ -86,7 +90,8 @@ async def test_a_stream_sends_chunks_reasoning_a_finish_usage_and_done(alice: An
     assert "".join(delta.get("content", "") for delta in deltas) == "Hello world"
     assert "".join(delta.get("reasoning", "") for delta in deltas) == "thinking"
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 14
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["total_tokens"] == 14
 
 
 async def test_stream_chunks_carry_the_coalesced_frames(alice: Any, stub: Any, ledger: Any) -> None:
@@ -143,12 +148,17 @@ async def test_the_extra_openai_parameters_reach_the_engine_and_nothing_else_doe
     )
     assert (await call(body, key=await key(alice))).status == 200
     sent = stub.requests[0]
-    assert sent["stop"] == ["\n\n"] and sent["seed"] == 7
-    assert sent["presence_penalty"] == 0.5 and sent["frequency_penalty"] == -0.5
+    assert sent["stop"] == ["\n\n"]
+    assert sent["seed"] == 7
+    assert sent["presence_penalty"] == 0.5
+    assert sent["frequency_penalty"] == -0.5
     assert sent["response_format"] == {"type": "json_object"}
-    assert sent["tools"] == tools and sent["tool_choice"] == "none"
-    assert sent["max_tokens"] == 12 and sent["temperature"] == 0.2
-    assert "user" not in sent and "n" not in sent
+    assert sent["tools"] == tools
+    assert sent["tool_choice"] == "none"
+    assert sent["max_tokens"] == 12
+    assert sent["temperature"] == 0.2
+    assert "user" not in sent
+    assert "n" not in sent
 
 
 async def test_models_lists_the_ready_models_the_key_may_use(alice: Any, stub: Any) -> None:
@@ -242,7 +252,8 @@ async def test_a_bad_body_is_a_400_naming_the_field_and_takes_no_quota(
     alice: Any, stub: Any, ledger: LedgerSpy, body: Any, param: str
 ) -> None:
     assert_error(await call(body, key=await key(alice)), 400, param=param)
-    assert ledger.reserved == [] and stub.requests == []
+    assert ledger.reserved == []
+    assert stub.requests == []
 
 
 @pytest.mark.parametrize("raw", [b"{", b"not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"null", b"", b"[" * 100_000])
@@ -326,7 +337,8 @@ async def test_an_engine_that_is_loading_is_a_503_with_its_state_and_progress(al
     await database_sync_to_async(EngineState.objects.update)(state=EngineState.State.LOADING, progress=0.45)
     reply = await call(chat(), key=await key(alice))
     error = assert_error(reply, 503, code="engine_unavailable")
-    assert error["state"] == "loading" and error["progress"] == 0.45
+    assert error["state"] == "loading"
+    assert error["progress"] == 0.45
     assert "45%" in error["message"]
     assert reply.headers["retry-after"]
 
@@ -363,7 +375,8 @@ async def test_an_engine_failure_before_any_text_is_an_error_not_a_500(alice: An
     error = assert_error(await call(chat(), key=secret), 503, code="engine_disconnected")
     assert "engine" in error["message"]
     events = (await call(chat(stream=True), key=secret)).events()
-    assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "engine_disconnected"
+    assert events[-1] == "[DONE]"
+    assert events[-2]["error"]["code"] == "engine_disconnected"
 
 
 async def test_the_api_saves_no_chat_messages(alice: Any, stub: Any, ledger: Any) -> None:

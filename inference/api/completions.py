@@ -200,8 +200,9 @@ class Completion:
         except asyncio.CancelledError:
             self._abandon()
             raise
-        except Exception:
-            raise engine_failure("internal_error", "the portal failed while writing this answer") from None
+        except Exception as exc:
+            # Logged by _ended; the client gets an error in the API's shape, not a 500.
+            raise engine_failure("internal_error", "the portal failed while writing this answer") from exc
         if outcome.error_code:
             raise engine_failure(outcome.error_code, outcome.error_message)
         message = {"role": "assistant", "content": outcome.content, "reasoning": outcome.reasoning or None}
