@@ -382,3 +382,10 @@ async def test_an_engine_failure_before_any_text_is_an_error_not_a_500(alice: An
 async def test_the_api_saves_no_chat_messages(alice: Any, stub: Any, ledger: Any) -> None:
     await call(chat(), key=await key(alice))
     assert await database_sync_to_async(Message.objects.count)() == 0
+
+
+async def test_the_key_of_an_owner_who_lost_the_member_role_is_a_403(alice: Any, stub: Any, ledger: LedgerSpy) -> None:
+    secret = await key(alice)
+    await database_sync_to_async(alice.groups.clear)()
+    assert_error(await call(chat(), key=secret), 403, code="not_member")
+    assert ledger.reserved == []

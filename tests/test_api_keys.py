@@ -241,3 +241,15 @@ def test_the_command_refuses_bad_input_with_a_message(alice: Any, args: tuple[st
     with pytest.raises(CommandError):
         run(*args)
     assert not ApiKey.objects.exists()
+
+
+def test_a_member_limits_a_new_key_to_a_served_model_on_the_page(alice: Any, client_for: Any) -> None:
+    register("http://127.0.0.1:9")
+    client = client_for(alice)
+    assert "stub-model" in client.get("/account/keys/").content.decode()
+    assert client.post("/account/keys/", {"name": "only stub", "models": ["stub-model"]}).status_code == 200
+    assert ApiKey.objects.get(owner=alice).model_names == ["stub-model"]
+
+
+def test_the_account_page_links_to_the_api_keys(alice: Any, client_for: Any) -> None:
+    assert 'href="/account/keys/"' in client_for(alice).get("/account/").content.decode()
