@@ -71,7 +71,7 @@ def _matches(key: str, stored: str) -> bool:
 
 def served_model_names() -> list[str]:
     """Return the model names engines are configured to serve (what a key may be limited to)."""
-    from inference.engines import model_choices
+    from inference.status import model_choices
 
     return [choice["model"] for choice in model_choices()]
 

@@ -1,30 +1,41 @@
-"""A member's API keys on their account pages: list, create (the secret is shown once), revoke."""
+"""The account pages: who you are, your roles, your second factor, your API keys."""
 
 from __future__ import annotations
 
+from allauth.mfa.models import Authenticator
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import api_keys
 from accounts.api_keys import ApiKeyInvalid
 from accounts.forms import ApiKeyForm
-from accounts.roles import is_member
+from accounts.gates import member_required
+from accounts.roles import role_names
 
 
-def _member(request: HttpRequest) -> None:
-    if not is_member(request.user):
-        raise PermissionDenied("only members have API keys")
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    mfa_types = set(Authenticator.objects.filter(user=request.user).values_list("type", flat=True))
+    return render(
+        request,
+        "accounts/account.html",
+        {"roles": sorted(role_names(request.user)), "mfa_enabled": Authenticator.Type.TOTP in mfa_types},
+    )
+
+
+def roles_line(request: HttpRequest) -> dict[str, object]:
+    """Context of the home page's "Signed in as" widget: the user's role names."""
+    return {"roles": sorted(role_names(request.user))}
 
 
 @never_cache
+@member_required
 @require_http_methods(["GET", "POST"])
 def key_list(request: HttpRequest) -> HttpResponse:
     """The member's keys and the form for a new one; a created key's secret is shown in this response only."""
-    _member(request)
     form = ApiKeyForm(request.POST or None, model_names=api_keys.served_model_names())
     secret = None
     if request.method == "POST" and form.is_valid():
@@ -42,11 +53,11 @@ def key_list(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/api_keys.html", {"form": form, "keys": keys, "secret": secret}, status=status)
 
 
+@member_required
 @require_POST
 def key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """Revoke one of the member's own keys (someone else's is not found)."""
-    _member(request)
     key = get_object_or_404(api_keys.keys_of(request.user), pk=pk)
     if api_keys.revoke(key):
         messages.success(request, f"Revoked {key.prefix} ({key.name}); it is refused from now on.")
-    return redirect("accounts:api-keys")
+    return redirect("api-keys")

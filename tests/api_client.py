@@ -17,6 +17,7 @@ import pytest
 
 from accounts import api_keys
 from inference import generation
+from inference.rejections import GenerationRejected
 from portal.asgi import application
 
 PATH = "/v1/chat/completions"
@@ -47,7 +48,7 @@ class LedgerSpy:
 
     reserved: list[Any] = field(default_factory=list)
     settled: list[Any] = field(default_factory=list)
-    refuse: generation.GenerationRejected | None = None
+    refuse: GenerationRejected | None = None
 
     def reserve(self, prepared: Any) -> None:
         if self.refuse is not None:

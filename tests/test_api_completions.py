@@ -16,16 +16,17 @@ from django.test import override_settings
 from django.utils import timezone
 
 from chat.models import Message
-from inference.generation import INTERRUPTED, GenerationRejected
+from inference.answers import AnswerStatus
 from inference.models import EngineConfig, EngineState
+from inference.rejections import GenerationRejected
 from tests.api_client import LedgerSpy, call, chat, key_for, ledger_fixture  # noqa: F401 - fixture
 from tests.chat_socket import (
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     stub_fixture,  # noqa: F401 - fixture
 )
 from tests.chat_stub_engine import Script
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pooled_client_closed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
 
 ERROR_FIELDS = {"message", "type", "param", "code"}
 
@@ -190,7 +191,7 @@ async def test_a_client_that_disconnects_mid_stream_stops_the_engine_request_and
             break
         await asyncio.sleep(0.05)
     [(_, outcome)] = ledger.settled
-    assert outcome.status == INTERRUPTED
+    assert outcome.status == AnswerStatus.INTERRUPTED
     assert 0 < outcome.completion_tokens < 400
 
 

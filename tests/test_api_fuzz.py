@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 import tests.hypothesis_settings  # noqa: F401 - registers and loads the profile
 from inference.api.requests import ACCEPTED
-from inference.engine_client import aclose_client
 from tests.api_client import LedgerSpy, Reply, call, key_for, ledger_fixture  # noqa: F401 - fixture
 from tests.chat_socket import stub_fixture  # noqa: F401 - fixture
 
@@ -79,16 +78,13 @@ bodies = valid | mutated | with_messy_messages | json_values
 
 
 async def exchange(secret: str, body: Any = None, raw: bytes | None = None) -> Reply:
-    """One request in its own event loop (asyncio.run, not async_to_sync).
+    """One request in its own event loop (asyncio.run, not async_to_sync; its engine client goes with it).
 
     Under an outer async_to_sync, Django's inner one (the sync middleware calling the async
     view) would block the thread that the generation's settlement is sent to: a deadlock
     that only this harness could cause, since Daphne's loop is not one of async_to_sync's.
     """
-    try:
-        return await call(body, raw=raw, key=secret)
-    finally:
-        await aclose_client()
+    return await call(body, raw=raw, key=secret)
 
 
 def check(reply: Reply, ledger: LedgerSpy, reserved_before: int, seen: set[int]) -> None:

@@ -24,9 +24,10 @@ from accounts import api_keys
 from accounts.models import ApiKey
 from inference.api.errors import NOT_FOUND, PERMISSION, ApiError, engine_failure, from_rejection
 from inference.api.requests import CompletionRequest
-from inference.engines import model_choices
-from inference.generation import STOP_DETACHED, Frame, Generation, GenerationRejected, Outcome, Prepared, prepare
+from inference.generation import STOP_DETACHED, Frame, Generation, Outcome, Prepared, prepare
 from inference.models import EngineConfig
+from inference.rejections import GenerationRejected
+from inference.status import model_choices
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 
 from accounts.api_keys import ApiKeyRefused
-from inference.generation import GenerationRejected
+from inference.rejections import GenerationRejected
 
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.api.errors import invalid
-from inference.generation import GenerationRejected, Sampling, parse_sampling, storable_text
+from inference.rejections import GenerationRejected
+from inference.sampling import Sampling, parse_sampling
+from inference.text_checks import storable_text
 
 SAMPLING = ("model", "temperature", "top_p", "max_tokens", "reasoning_effort")
 PASSED_THROUGH = ("stop", "seed", "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice")
