@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "portal",
+    "portal.audit",
     "accounts",
     "inference",
     "chat",
@@ -106,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.audit.request_context.RequestIdMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -294,11 +296,16 @@ PORTAL_CSP = env_str(
     "form-action 'self'; frame-ancestors 'none'",
 )
 
+# Structured JSON lines (with the request id, passed through the audit redactors), or plain text.
+LOG_FORMAT = env_choice("PORTAL_LOG_FORMAT", "json", ("json", "plain"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "portal.audit.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {
         "handlers": ["console"],
         "level": env_choice("PORTAL_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -346,3 +353,9 @@ GENERATION_MAX_TOKENS_LIMIT = env_int("PORTAL_MAX_TOKENS_LIMIT", 4096, minimum=1
 GENERATION_MAX_TOKENS_DEFAULT = env_int(
     "PORTAL_MAX_TOKENS_DEFAULT", min(1024, GENERATION_MAX_TOKENS_LIMIT), minimum=1, maximum=GENERATION_MAX_TOKENS_LIMIT
 )
+
+# --- Audit trail (portal/audit, docs/audit.md) ------------------------------------------
+# Audit events older than this many days are pruned by `manage.py audit retention`; 0 keeps them.
+AUDIT_RETENTION_DAYS = env_int("PORTAL_AUDIT_RETENTION_DAYS", 0, minimum=0)
+# The auditor pages' chain banner re-verifies the whole trail at most this often (seconds).
+AUDIT_VERIFY_CACHE_SECONDS = env_int("PORTAL_AUDIT_VERIFY_CACHE_SECONDS", 60, minimum=0, maximum=86400)

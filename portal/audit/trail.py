@@ -1,0 +1,140 @@
+"""Write audit events: :func:`record` appends one event to the hash chain.
+
+Appending takes the chain head (one row) with ``SELECT ... FOR UPDATE``, inserts the event
+and moves the head, inside the caller's transaction. The head stays locked until that
+transaction ends, so call :func:`record` last in a short transaction (lock order:
+conversation, then quota ledger rows, then the audit chain head) and never around a slow
+call. If the caller's transaction rolls back, the event goes with it; if the event cannot be
+written, the exception rolls back the caller's transaction too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from portal.audit import chain
+from portal.audit.models import GENESIS_HASH, ChainHead, Event
+from portal.audit.request_context import current_request, current_request_id
+
+log = logging.getLogger(__name__)
+HEAD_ID = 1
+
+
+def _locked_head() -> ChainHead:
+    try:
+        return ChainHead.objects.select_for_update().get(pk=HEAD_ID)
+    except ChainHead.DoesNotExist:
+        pass
+    # The migration creates the head; it is missing only after the tables were emptied
+    # (test flushes) or by tampering, which the head's signature check cannot then see.
+    last = Event.objects.order_by("-seq").first()
+    log.warning("audit chain head missing; recreating it at event %s", last.seq if last else 0)
+    try:
+        with transaction.atomic():
+            ChainHead.objects.create(
+                pk=HEAD_ID,
+                seq=last.seq if last else 0,
+                hash=last.hash if last else GENESIS_HASH,
+                signature=chain.sign("head", last.seq, last.hash) if last else "",
+            )
+    except IntegrityError:
+        pass  # another writer created it first
+    return ChainHead.objects.select_for_update().get(pk=HEAD_ID)
+
+
+def _text(value: Any, limit: int) -> str:
+    return "" if value is None else str(value)[:limit]
+
+
+def record(
+    action: str,
+    *,
+    actor: Any = None,
+    actor_name: str | None = None,
+    ip: str | None = None,
+    target: str = "",
+    outcome: str = "ok",
+    request_id: str | None = None,
+    channel: str = "",
+    model: str = "",
+    engine: str = "",
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+    ttft_ms: int | None = None,
+    duration_ms: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Append one event to the trail and return it.
+
+    ``actor`` is a user (or None for the system); its name is snapshotted unless
+    ``actor_name`` is given. ``request_id`` defaults to the current request's id. ``data``
+    must be a JSON-serializable dict of details (before/after values, a reason); anything
+    else raises ``TypeError`` or ``ValueError`` before anything is written. Runs in the
+    caller's transaction (a savepoint when there is one): a failure raises and rolls back
+    with it.
+    """
+    if not action:
+        raise ValueError("an audit event needs an action")
+    if data is not None and not isinstance(data, dict):
+        raise TypeError("audit event data must be a dict")
+    data_text = chain.canonical_json(data or {})
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    with transaction.atomic():
+        head = _locked_head()
+        event = Event(
+            seq=head.seq + 1,
+            created_at=timezone.now(),
+            action=action[:64],
+            actor=user,
+            actor_name=actor_name[:150] if actor_name is not None else (user.get_username()[:150] if user else ""),
+            ip=_text(ip, 45),
+            target=_text(target, 300),
+            outcome=_text(outcome, 32),
+            request_id=_text(request_id if request_id is not None else current_request_id(), 64),
+            channel=_text(channel, 32),
+            model=_text(model, 200),
+            engine=_text(engine, 64),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            reasoning_tokens=reasoning_tokens,
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+            data=data_text,
+            prev_hash=head.hash,
+        )
+        event.hash = chain.event_hash(event)
+        event.save()
+        ChainHead.objects.filter(pk=HEAD_ID).update(
+            seq=event.seq, hash=event.hash, signature=chain.sign("head", event.seq, event.hash)
+        )
+    return event
+
+
+def client_ip(request: HttpRequest) -> str:
+    """Return the client's address as the server saw it (Daphne applies trusted proxy headers)."""
+    return str(request.META.get("REMOTE_ADDR") or "")
+
+
+def record_request(request: HttpRequest, action: str, **fields: Any) -> Event:
+    """Record ``action`` by the request's user from the request's IP (see :func:`record`)."""
+    fields.setdefault("actor", getattr(request, "user", None))
+    fields.setdefault("ip", client_ip(request))
+    return record(action, **fields)
+
+
+def record_in_context(action: str, **fields: Any) -> Event:
+    """Record ``action``; actor and IP come from the current HTTP request when there is one.
+
+    For signal receivers that do not get the request (a role change made in Django admin,
+    a user deactivated). Outside a request the actor is the system (None).
+    """
+    request = current_request()
+    if request is not None:
+        return record_request(request, action, **fields)
+    return record(action, **fields)
