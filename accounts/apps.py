@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import signals  # noqa: F401 - connects the role signals
+        from accounts import audit_events, signals  # noqa: F401 - connects the role and audit signals
