@@ -18,7 +18,7 @@ from tests.audit_helpers import run_verify, some_events, tamper
 pytestmark = pytest.mark.django_db
 
 
-def test_an_untouched_trail_verifies_and_says_how_far(alice: Any) -> None:
+def test_an_untouched_trail_verifies_and_says_how_far() -> None:
     some_events(5)
     code, message = run_verify()
     assert code == 0
@@ -26,7 +26,7 @@ def test_an_untouched_trail_verifies_and_says_how_far(alice: Any) -> None:
     assert "events checked" in message
 
 
-def test_each_event_links_to_the_one_before(alice: Any) -> None:
+def test_each_event_links_to_the_one_before() -> None:
     first, second = some_events(2)
     assert first.prev_hash == "0" * 64
     assert second.prev_hash == first.hash
