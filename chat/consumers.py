@@ -17,6 +17,7 @@ from accounts.roles import is_member
 from chat import conversations, streams
 from chat.conversations import EDIT, REGENERATE, SEND, ChatRejected
 from chat.models import Message
+from inference.audit_events import record_refusal
 from inference.generation import GenerationRejected
 from portal.consumers import AuthenticatedJsonConsumer
 
@@ -93,9 +94,17 @@ class ChatConsumer(AuthenticatedJsonConsumer):
         await self._turn(EDIT, content)
 
     async def _turn(self, kind: str, content: dict[str, Any]) -> None:
-        turn = await database_sync_to_async(conversations.begin_turn)(
-            self.scope["user"], kind, content.get("conversation"), content.get("content"), content.get("params")
-        )
+        try:
+            turn = await database_sync_to_async(conversations.begin_turn)(
+                self.scope["user"], kind, content.get("conversation"), content.get("content"), content.get("params")
+            )
+        except GenerationRejected as refusal:
+            params = content.get("params")
+            model = params.get("model") if isinstance(params, dict) else None
+            await database_sync_to_async(record_refusal)(
+                self.scope["user"].pk, conversations.SOURCE, model if isinstance(model, str) else None, refusal
+            )
+            raise
         await self._watch(turn.answer.pk, seq=0)
         self.present_in.add(turn.answer.pk)
         await streams.start(turn, self.channel_name)

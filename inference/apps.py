@@ -28,6 +28,7 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import is_admin
+        from inference import audit_events  # noqa: F401 - records engine config changes
         from portal.health import register_check
         from portal.navigation import NavItem, register
 

@@ -29,6 +29,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 
+from inference.audit_events import record_generation
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engines import EngineTarget, EngineUnavailable, pick_engine
 
@@ -185,8 +186,9 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
 
     SEAM: accounts' ledger ``settle`` and the portal's audit trail. Runs inside the
     settlement transaction, so the ledger, the stored answer and the audit event commit
-    together.
+    together: a failed audit write raises and rolls the settlement back.
     """
+    record_generation(prepared, outcome)
     return None
 
 
@@ -197,7 +199,9 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
     """Pick a ready engine for ``sampling.model`` and reserve the user's tokens (sync, DB).
 
     Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
-    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
+    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses. The caller
+    records the refusal with :func:`inference.audit_events.record_refusal` once its own
+    transaction has ended (here it would roll back with the refused turn).
     """
     try:
         target = pick_engine(sampling.model)
