@@ -38,8 +38,9 @@ def generation_events() -> list[Event]:
 async def only_event_of(outcome: Outcome) -> Event:
     events = await generation_events()
     assert len(events) == 1, [(event.outcome, event.request_id) for event in events]
-    assert events[0].request_id == outcome.request_id
-    return events[0]
+    event: Event = events[0]
+    assert event.request_id == outcome.request_id
+    return event
 
 
 async def test_a_complete_answer_writes_one_event_with_its_tokens(alice, stub):

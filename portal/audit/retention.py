@@ -23,6 +23,9 @@ from portal.audit import chain, trail
 from portal.audit.models import Checkpoint, Event
 from portal.audit.verify import verify_chain
 
+RETENTION_RUN = "retention.run"
+PRUNE = "audit.prune"
+
 
 class PruneRefused(Exception):
     """The trail does not verify: pruning would destroy the evidence, so nothing was deleted."""
@@ -60,7 +63,7 @@ def prune(before: datetime, *, actor: Any = None, ip: str | None = None) -> Prun
             )
             deleted = _delete_through(last.seq)
         trail.record(
-            "audit.prune",
+            PRUNE,
             actor=actor,
             ip=ip,
             target=f"events through {last.seq}" if last else "no events",
@@ -119,5 +122,5 @@ def run_retention(*, actor: Any = None) -> dict[str, int | None]:
         results["audit_events"] = prune(timezone.now() - timedelta(days=audit_days), actor=actor).deleted
     else:
         results["audit_events"] = None
-    trail.record("retention.run", actor=actor, data={"deleted": results})
+    trail.record(RETENTION_RUN, actor=actor, data={"deleted": results})
     return results
