@@ -357,5 +357,10 @@ GENERATION_MAX_TOKENS_DEFAULT = env_int(
 # --- Audit trail (portal/audit, docs/audit.md) ------------------------------------------
 # Audit events older than this many days are pruned by `manage.py audit retention`; 0 keeps them.
 AUDIT_RETENTION_DAYS = env_int("PORTAL_AUDIT_RETENTION_DAYS", 0, minimum=0)
+# PostgreSQL: commit transactions that write an event without waiting for the WAL flush
+# (SET LOCAL synchronous_commit = off). The chain head is locked until commit, so this is
+# what lets many writers through; a database crash can then lose the last moments of
+# committed transactions, each with its event (never one without the other). docs/audit.md.
+AUDIT_SYNCHRONOUS_COMMIT = env_bool("PORTAL_AUDIT_SYNCHRONOUS_COMMIT", True)
 # The auditor pages' chain banner re-verifies the whole trail at most this often (seconds).
 AUDIT_VERIFY_CACHE_SECONDS = env_int("PORTAL_AUDIT_VERIFY_CACHE_SECONDS", 60, minimum=0, maximum=86400)
