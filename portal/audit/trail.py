@@ -56,8 +56,8 @@ def _append(event: Event, signature: str) -> None:
         return
     # One round trip instead of two while every other writer waits for the head: the same
     # INSERT as Event.save() and the same UPDATE, as one statement.
-    fields = [field for field in Event._meta.concrete_fields]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    fields = list(Event._meta.concrete_fields)
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     values = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in fields]
     placeholders = ", ".join(["%s"] * len(fields))
     sql = (
