@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +213,31 @@ def test_an_event_page_shows_whether_its_hash_matches(
     response = client_for(audrey).get(f"/audit/events/{generations[0].seq}/")
     assert response.context["intact"] is True
     assert client_for(audrey).get("/audit/events/999999/").status_code == 404
+
+
+def _documented_verifier(tmp_path: Path) -> Path:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "audit.md").read_text()
+    script = re.search(r"```python\n(#!/usr/bin/env python3\n.*?)```", text, re.S)
+    assert script, "docs/audit.md lost its standalone verifier"
+    path = tmp_path / "verify_audit.py"
+    path.write_text(script.group(1))
+    return path
+
+
+def test_the_standalone_verifier_of_the_docs_accepts_an_export_and_names_a_changed_event(
+    audrey: Any, client_for: Callable[[Any], Client], generations: Any, tmp_path: Path
+) -> None:
+    verifier = _documented_verifier(tmp_path)
+    export_file = tmp_path / "export.jsonl"
+    export_file.write_bytes(_body(client_for(audrey).get("/audit/export.jsonl")))
+    ok = subprocess.run([sys.executable, verifier, export_file], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "verified" in ok.stdout
+    lines = export_file.read_text().splitlines()
+    changed = json.loads(lines[2])
+    changed["outcome"] = "complete" if changed["outcome"] != "complete" else "error"
+    lines[2] = json.dumps(changed)
+    export_file.write_text("\n".join(lines) + "\n")
+    bad = subprocess.run([sys.executable, verifier, export_file], capture_output=True, text=True, check=False)
+    assert bad.returncode == 1
+    assert f"event {changed['seq']}: hash does not match" in bad.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import pytest
@@ -169,12 +167,3 @@ def test_data_that_is_not_json_is_refused_before_anything_is_written() -> None:
     with pytest.raises(TypeError):
         record("test.event", data=["not", "a", "dict"])  # type: ignore[arg-type]
     assert not Event.objects.exists()
-
-
-def test_the_documented_standalone_verifier_accepts_an_export_line() -> None:
-    (event,) = some_events(1)
-    line = dict(chain.as_record(event), hash=event.hash)
-    # The recipe of docs/audit.md, restated without the portal's code.
-    payload = {key: value for key, value in line.items() if key != "hash"}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert hashlib.sha256(text.encode()).hexdigest() == line["hash"]
