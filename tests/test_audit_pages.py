@@ -143,7 +143,9 @@ def test_a_jsonl_export_matches_its_filters_and_each_line_verifies(
     audrey: Any, client_for: Callable[[Any], Client], generations: Any
 ) -> None:
     response = client_for(audrey).get("/audit/export.jsonl", {"user": "alice", "action": "generation"})
+    # Asynchronous, so that Daphne sends it page by page instead of collecting it first.
     assert response.streaming
+    assert response.is_async
     lines = [json.loads(line) for line in _body(response).decode().splitlines()]
     assert [line["seq"] for line in lines] == [event.seq for event in generations[:3]]
     assert all(line["actor_name"] == "alice" and line["action"] == "generation" for line in lines)

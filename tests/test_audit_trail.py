@@ -133,6 +133,8 @@ def test_the_orm_refuses_to_change_or_delete_an_event() -> None:
         Event.objects.filter(seq=event.seq).update(target="changed")
     with pytest.raises(ImmutableEvent):
         Event.objects.all().delete()
+    with pytest.raises(ImmutableEvent):
+        Event.objects.bulk_create([Event(seq=99, action="forged")])
     assert Event.objects.get(seq=event.seq).target == "thing 0"
 
 

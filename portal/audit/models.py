@@ -28,6 +28,9 @@ class EventQuerySet(models.QuerySet["Event"]):
     def delete(self) -> tuple[int, dict[str, int]]:
         raise ImmutableEvent("audit events cannot be deleted (retention: manage.py audit prune)")
 
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list[Event]:
+        raise ImmutableEvent("audit events are appended one at a time by portal.audit.trail.record()")
+
 
 class Event(models.Model):
     """One thing that happened, chained to the event before it by ``prev_hash``.
