@@ -62,7 +62,14 @@ def record_generation(prepared: Prepared, outcome: Outcome) -> None:
             "usage_estimated": outcome.usage_estimated,
             "error_code": outcome.error_code,
         },
+        content=_texts(prepared, outcome),
     )
+
+
+def _texts(prepared: Prepared, outcome: Outcome) -> dict[str, str]:
+    """The question and the answer (kept, redacted, only under PORTAL_AUDIT_CONTENT_DAYS)."""
+    questions = [message["content"] for message in prepared.request.messages if message.get("role") == "user"]
+    return {"prompt": questions[-1] if questions else "", "answer": outcome.content}
 
 
 def record_refusal(user_id: int, source: str, model: str | None, refusal: GenerationRejected) -> None:

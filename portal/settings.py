@@ -362,5 +362,7 @@ AUDIT_RETENTION_DAYS = env_int("PORTAL_AUDIT_RETENTION_DAYS", 0, minimum=0)
 # what lets many writers through; a database crash can then lose the last moments of
 # committed transactions, each with its event (never one without the other). docs/audit.md.
 AUDIT_SYNCHRONOUS_COMMIT = env_bool("PORTAL_AUDIT_SYNCHRONOUS_COMMIT", True)
+# Keep redacted prompt and answer text with generation events for this many days; 0 keeps none.
+AUDIT_CONTENT_DAYS = env_int("PORTAL_AUDIT_CONTENT_DAYS", 0, minimum=0)
 # The auditor pages' chain banner re-verifies the whole trail at most this often (seconds).
 AUDIT_VERIFY_CACHE_SECONDS = env_int("PORTAL_AUDIT_VERIFY_CACHE_SECONDS", 60, minimum=0, maximum=86400)

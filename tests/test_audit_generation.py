@@ -7,16 +7,23 @@ portal's settlement, not the model. tests/test_chat_engine.py covers the real en
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.management import call_command
 from django.db import DatabaseError
+from django.utils import timezone
 
 from chat import conversations
 from chat.models import Conversation
-from inference.generation import STOP_BY_USER, STOP_DETACHED, Generation, Outcome
-from portal.audit.models import ChainHead, Event
+from inference.generation import STOP_BY_USER, STOP_DETACHED, Generation, Outcome, parse_sampling, prepare
+from portal.audit import chain
+from portal.audit.models import ChainHead, Event, EventContent
+from tests.audit_helpers import run_verify
 from tests.chat_socket import (
     chat_socket,
     frames_until,
@@ -163,3 +170,31 @@ async def test_a_failed_audit_write_rolls_the_settlement_back(alice, stub, monke
     outcome = await Generation(await prepared_for(alice), PersistingSink(alice)).run()
     assert (await only_event_of(outcome)).outcome == "complete"
     assert await database_sync_to_async(Conversation.objects.filter(title=f"settled {outcome.request_id}").exists)()
+
+
+@database_sync_to_async
+def prepared_with_question(user: Any, question: str) -> Any:
+    return prepare(user.pk, [{"role": "user", "content": question}], parse_sampling({}, user), source="test")
+
+
+async def test_no_text_is_kept_with_a_generation_by_default(alice, stub):
+    await Generation(await prepared_with_question(alice, "mail bob@example.com"), RecordingSink()).run()
+    assert not await database_sync_to_async(EventContent.objects.exists)()
+    event = (await generation_events())[0]
+    assert "content_sha256" not in event.details
+
+
+async def test_the_content_policy_keeps_redacted_text_bound_to_the_chain_until_retention(alice, stub, settings):
+    settings.AUDIT_CONTENT_DAYS = 7
+    outcome = await Generation(await prepared_with_question(alice, "mail bob@example.com"), RecordingSink()).run()
+    event = await only_event_of(outcome)
+    kept = await database_sync_to_async(EventContent.objects.get)(event_seq=event.seq)
+    assert kept.texts == {"prompt": "mail [REDACTED:email]", "answer": outcome.content}
+    digest = hashlib.sha256(chain.canonical_json(kept.texts).encode()).hexdigest()
+    assert event.details["content_sha256"] == digest
+    # Retention deletes the text after the period; the chain still verifies without it.
+    old = timezone.now() - timedelta(days=8)
+    await database_sync_to_async(EventContent.objects.update)(created_at=old)
+    await database_sync_to_async(call_command)("audit", "retention", stdout=io.StringIO())
+    assert not await database_sync_to_async(EventContent.objects.exists)()
+    assert (await database_sync_to_async(run_verify)())[0] == 0

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.cache import cache
+from django.http import StreamingHttpResponse
 from django.test import Client
 
 from portal.audit import chain, export
@@ -144,7 +145,7 @@ def test_a_jsonl_export_matches_its_filters_and_each_line_verifies(
 ) -> None:
     response = client_for(audrey).get("/audit/export.jsonl", {"user": "alice", "action": "generation"})
     # Asynchronous, so that Daphne sends it page by page instead of collecting it first.
-    assert response.streaming
+    assert isinstance(response, StreamingHttpResponse)
     assert response.is_async
     lines = [json.loads(line) for line in _body(response).decode().splitlines()]
     assert [line["seq"] for line in lines] == [event.seq for event in generations[:3]]

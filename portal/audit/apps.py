@@ -14,3 +14,9 @@ class AuditConfig(AppConfig):
         from portal.navigation import NavItem, register
 
         register(NavItem("Audit", "audit:events", can_audit, order=800))
+
+        from django.conf import settings
+
+        from portal.audit.retention import purge_content, register_task
+
+        register_task("audit_content", lambda: int(settings.AUDIT_CONTENT_DAYS), purge_content)

@@ -130,3 +130,22 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint through {self.seq}"
+
+
+class EventContent(models.Model):
+    """Redacted text kept with an event for ``PORTAL_AUDIT_CONTENT_DAYS`` days (off by default).
+
+    Not part of the hashed record, so retention can delete it without breaking the chain;
+    the event's ``data.content_sha256`` is the SHA-256 of ``canonical_json(texts)``, so
+    text that is still here can be checked against the chain.
+    """
+
+    event_seq = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    texts = models.JSONField(default=dict)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"content of event {self.event_seq}"

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from portal.audit import chain, trail
-from portal.audit.models import Checkpoint, Event
+from portal.audit.models import Checkpoint, Event, EventContent
 from portal.audit.verify import verify_chain
 
 RETENTION_RUN = "retention.run"
@@ -124,3 +124,9 @@ def run_retention(*, actor: Any = None) -> dict[str, int | None]:
         results["audit_events"] = None
     trail.record(RETENTION_RUN, actor=actor, data={"deleted": results})
     return results
+
+
+def purge_content(days: int) -> int:
+    """Delete the redacted texts kept with events older than ``days`` days; return how many."""
+    deleted, _ = EventContent.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).delete()
+    return deleted

@@ -10,6 +10,7 @@ written, the exception rolls back the caller's transaction too.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -19,7 +20,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from portal.audit import chain
-from portal.audit.models import GENESIS_HASH, ChainHead, Event
+from portal.audit.models import GENESIS_HASH, ChainHead, Event, EventContent
+from portal.audit.redaction import redact
 from portal.audit.request_context import current_request, current_request_id
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,12 @@ def _append(event: Event, signature: str) -> None:
     event._state.db = connection.alias
 
 
+def _redacted(content: dict[str, str] | None) -> dict[str, str] | None:
+    if not content or settings.AUDIT_CONTENT_DAYS <= 0:
+        return None
+    return {name: redact(str(text)) for name, text in content.items()}
+
+
 def _text(value: Any, limit: int) -> str:
     return "" if value is None else str(value)[:limit]
 
@@ -93,13 +101,16 @@ def record(
     ttft_ms: int | None = None,
     duration_ms: int | None = None,
     data: dict[str, Any] | None = None,
+    content: dict[str, str] | None = None,
 ) -> Event:
     """Append one event to the trail and return it.
 
     ``actor`` is a user (or None for the system); its name is snapshotted unless
     ``actor_name`` is given. ``request_id`` defaults to the current request's id. ``data``
     must be a JSON-serializable dict of details (before/after values, a reason); anything
-    else raises ``TypeError`` or ``ValueError`` before anything is written. Runs in the
+    else raises ``TypeError`` or ``ValueError`` before anything is written. ``content``
+    (texts by name, e.g. prompt and answer) is kept, redacted, only while
+    ``PORTAL_AUDIT_CONTENT_DAYS`` is set, and never in the hashed record. Runs in the
     caller's transaction (its own when there is none, and no savepoint): a failure raises,
     and the caller's transaction can then only roll back.
     """
@@ -107,6 +118,9 @@ def record(
         raise ValueError("an audit event needs an action")
     if data is not None and not isinstance(data, dict):
         raise TypeError("audit event data must be a dict")
+    kept = _redacted(content)
+    if kept is not None:
+        data = {**(data or {}), "content_sha256": hashlib.sha256(chain.canonical_json(kept).encode()).hexdigest()}
     data_text = chain.canonical_json(data or {})
     user = actor if getattr(actor, "is_authenticated", False) else None
     event = Event(
@@ -140,6 +154,8 @@ def record(
         event.prev_hash = head.hash
         event.hash = chain.event_hash(event)
         _append(event, chain.sign("head", event.seq, event.hash))
+        if kept is not None:
+            EventContent.objects.create(event_seq=event.seq, created_at=event.created_at, texts=kept)
     return event
 
 

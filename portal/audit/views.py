@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 
 from portal.audit import chain, export
 from portal.audit.access import VIEW_PERMISSION
-from portal.audit.models import Event
+from portal.audit.models import Event, EventContent
 from portal.audit.queries import EventFilter, chain_state, usage_summary
 from portal.audit.trail import record_request
 
@@ -63,7 +63,8 @@ def event_detail(request: HttpRequest, seq: int) -> HttpResponse:
         intact = chain.event_hash(event) == event.hash
     except ValueError:
         intact = False
-    context = {"event": event, "record": export.export_record(event) if intact else None, "intact": intact}
+    content = EventContent.objects.filter(event_seq=seq).first()
+    context = {"event": event, "intact": intact, "content": content.texts if content else None}
     return render(request, "audit/event_detail.html", context)
 
 
