@@ -32,6 +32,7 @@ from django.db import transaction
 from inference.audit_events import record_generation
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+from portal.audit.request_context import set_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -320,6 +321,8 @@ class Generation:
         """Stream the answer, send frames, and settle exactly once however it ends."""
         self._task = asyncio.current_task()
         self._started = time.monotonic()
+        # This task's log lines carry the request id (a context variable: per task).
+        set_request_id(self.prepared.request.request_id or "")
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = COMPLETE, "", ""
         cancelled = False
