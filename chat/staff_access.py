@@ -21,6 +21,7 @@ from portal.audit.trail import record
 CONTENT_VIEWED = "content.viewed"
 MIN_REASON = 10
 MAX_REASON = 500
+MAX_ID = 2**63 - 1
 
 
 def check_reason(reason: Any) -> str:
@@ -42,6 +43,8 @@ def read_for_staff(staff: Any, conversation_id: int, reason: Any, *, ip: str) ->
     if not is_admin(staff):
         raise PermissionError("only admins may read other people's conversations")
     text = check_reason(reason)
+    if not 0 < conversation_id <= MAX_ID:  # beyond a 64-bit key the database would refuse the query
+        raise ChatRejected("not_found", "no such conversation")
     with transaction.atomic():
         conversation = Conversation.objects.select_related("owner").filter(pk=conversation_id).first()
         if conversation is None:

@@ -77,6 +77,7 @@ def test_only_admins_may_ask_to_read_a_conversation(
 
 def test_reading_an_unknown_conversation_is_a_404(adam: Any, client_for: Callable[[Any], Client]) -> None:
     assert client_for(adam).post("/chat/staff/999999/", {"reason": REASON}).status_code == 404
+    assert client_for(adam).post(f"/chat/staff/{10**30}/", {"reason": REASON}).status_code == 404
     assert not Event.objects.filter(action="content.viewed").exists()
 
 
@@ -135,7 +136,7 @@ def test_retention_purges_old_conversations_and_is_itself_an_event(
     assert "audit_events: kept (retention off)" in out.getvalue()
     assert not Conversation.objects.filter(pk=secret_chat.pk).exists()
     run = Event.objects.get(action="retention.run")
-    assert run.details["deleted"] == {"conversations": 1, "audit_events": None}
+    assert run.details["deleted"] == {"audit_content": None, "conversations": 1, "audit_events": None}
 
 
 def test_purgechats_is_an_audited_retention_run(alice: Any, secret_chat: Conversation) -> None:

@@ -216,6 +216,7 @@ def test_an_event_page_shows_whether_its_hash_matches(
     response = client_for(audrey).get(f"/audit/events/{generations[0].seq}/")
     assert response.context["intact"] is True
     assert client_for(audrey).get("/audit/events/999999/").status_code == 404
+    assert client_for(audrey).get(f"/audit/events/{10**30}/").status_code == 404
 
 
 def _documented_verifier(tmp_path: Path) -> Path:

@@ -23,6 +23,7 @@ from portal.audit.trail import record_request
 
 EXPORT = "audit.export"
 PER_PAGE = 50
+MAX_SEQ = 2**63 - 1
 
 
 def auditors_only(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -56,6 +57,8 @@ def events(request: HttpRequest) -> HttpResponse:
 @auditors_only
 def event_detail(request: HttpRequest, seq: int) -> HttpResponse:
     try:
+        if seq > MAX_SEQ:  # beyond a 64-bit integer: the database would refuse the query
+            raise Event.DoesNotExist
         event = Event.objects.get(seq=seq)
     except Event.DoesNotExist:
         raise Http404("No such event (it may have been pruned).") from None
