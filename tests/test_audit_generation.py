@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
-from django.db import DatabaseError
+from django.db import IntegrityError
 from django.utils import timezone
 
 from chat import conversations
@@ -23,7 +23,7 @@ from chat.models import Conversation
 from inference.generation import STOP_BY_USER, STOP_DETACHED, Generation, Outcome, parse_sampling, prepare
 from portal.audit import chain
 from portal.audit.models import ChainHead, Event, EventContent
-from tests.audit_helpers import run_verify
+from tests.audit_helpers import run_verify, tamper
 from tests.chat_socket import (
     chat_socket,
     frames_until,
@@ -153,16 +153,19 @@ class PersistingSink(RecordingSink):
         Conversation.objects.create(owner=self.owner, title=f"settled {outcome.request_id}")
 
 
-async def test_a_failed_audit_write_rolls_the_settlement_back(alice, stub, monkeypatch):
+async def test_a_failed_audit_write_rolls_the_settlement_back(alice, stub):
     head_before = await database_sync_to_async(lambda: ChainHead.objects.get().seq)()
-
-    def refuse(self: Event, *args: Any, **kwargs: Any) -> None:
-        raise DatabaseError("the audit table is full")
-
-    monkeypatch.setattr(Event, "save", refuse)
-    with pytest.raises(DatabaseError):
+    # A row already sits where the next event goes: the database refuses the append.
+    blocker = [head_before + 1, "2026-01-01 00:00:00+00:00", "x" * 64]
+    insert = (
+        "INSERT INTO audit_event (seq, created_at, action, actor_name, ip, target, outcome, request_id, channel,"
+        " model, engine, data, prev_hash, hash)"
+        " VALUES (%s, %s, 'blocker', '', '', '', 'ok', '', '', '', '', '{}', '', %s)"
+    )
+    await database_sync_to_async(tamper)(insert, blocker)
+    with pytest.raises(IntegrityError):
         await Generation(await prepared_for(alice), PersistingSink(alice)).run()
-    monkeypatch.undo()
+    await database_sync_to_async(tamper)("DELETE FROM audit_event WHERE seq = %s", [head_before + 1])
     assert not await database_sync_to_async(Conversation.objects.filter(title__startswith="settled").exists)()
     assert await generation_events() == []
     assert await database_sync_to_async(lambda: ChainHead.objects.get().seq)() == head_before
