@@ -53,11 +53,11 @@ class Migration(migrations.Migration):
             fields=[
                 ("seq", models.BigIntegerField(primary_key=True, serialize=False)),
                 ("created_at", models.DateTimeField(db_index=True)),
-                ("action", models.CharField(db_index=True, max_length=64)),
+                ("action", models.CharField(max_length=64)),
                 ("actor_name", models.CharField(blank=True, max_length=150)),
                 ("ip", models.CharField(blank=True, max_length=45)),
                 ("target", models.CharField(blank=True, max_length=300)),
-                ("outcome", models.CharField(db_index=True, default="ok", max_length=32)),
+                ("outcome", models.CharField(default="ok", max_length=32)),
                 ("request_id", models.CharField(blank=True, max_length=64)),
                 ("channel", models.CharField(blank=True, max_length=32)),
                 ("model", models.CharField(blank=True, max_length=200)),
@@ -69,7 +69,7 @@ class Migration(migrations.Migration):
                 ("duration_ms", models.IntegerField(blank=True, null=True)),
                 ("data", models.TextField(default="{}")),
                 ("prev_hash", models.CharField(max_length=64)),
-                ("hash", models.CharField(max_length=64, unique=True)),
+                ("hash", models.CharField(max_length=64)),
                 (
                     "actor",
                     models.ForeignKey(
@@ -85,7 +85,10 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["-seq"],
                 "default_permissions": ("view",),
-                "indexes": [models.Index(fields=["actor", "created_at"], name="audit_event_actor_time")],
+                "indexes": [
+                    models.Index(fields=["actor", "created_at"], name="audit_event_actor_time"),
+                    models.Index(fields=["action", "created_at"], name="audit_event_action_time"),
+                ],
             },
         ),
         migrations.RunPython(create_head, migrations.RunPython.noop),
