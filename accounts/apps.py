@@ -7,3 +7,14 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import audit_events, signals  # noqa: F401 - connects the role and audit signals
+        from accounts.roles import ROLE_CHECKS, is_admin
+        from accounts.views import roles_line
+        from portal.navigation import NavItem
+        from portal.registry import DashboardWidget, UrlMount, registry
+
+        for role, check in ROLE_CHECKS.items():
+            registry.put("role_checks", role, check)
+        registry.add("url_mounts", UrlMount("account/", "accounts.urls"))
+        registry.add("nav_items", NavItem("Account", "account", lambda user: True, order=900))
+        registry.add("nav_items", NavItem("Admin", "admin:index", is_admin, order=950))
+        registry.add("dashboard_widgets", DashboardWidget("accounts/_roles_line.html", roles_line, order=0))

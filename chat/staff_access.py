@@ -15,7 +15,7 @@ from django.db import transaction
 from accounts.roles import is_admin
 from chat.conversations import ChatRejected, detail
 from chat.models import Conversation
-from inference.generation import storable_text
+from inference.text_checks import storable_text
 from portal.audit.trail import record
 
 CONTENT_VIEWED = "content.viewed"

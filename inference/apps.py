@@ -1,25 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.apps import AppConfig
-
-
-def check_engines() -> dict[str, Any]:
-    """Readiness: each engine's state; not ready only when a ready engine is required and none is."""
-    from django.conf import settings
-
-    from inference.status import snapshot
-
-    engines = snapshot()
-    serving = any(engine["state"] == "ready" for engine in engines)
-    return {
-        "ok": serving or not settings.ENGINE_REQUIRED_FOR_READY,
-        "serving": serving,
-        "engines": [
-            {key: engine[key] for key in ("name", "model", "state", "progress", "message")} for engine in engines
-        ],
-    }
 
 
 class InferenceConfig(AppConfig):
@@ -29,8 +10,22 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from accounts.roles import is_admin
         from inference import audit_events  # noqa: F401 - records engine config changes
-        from portal.health import register_check
-        from portal.navigation import NavItem, register
+        from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
+        from inference.engine_metrics import EngineCollector
+        from inference.harmony_vocabulary import check_harmony_vocabulary
+        from inference.health_checks import check_engines, check_engines_ready
+        from inference.ws_routes import websocket_urlpatterns
+        from portal import metrics
+        from portal.navigation import NavItem
+        from portal.registry import UrlMount, registry
 
-        register(NavItem("Engines", "inference:engines", is_admin, order=500))
-        register_check("engines", check_engines)
+        registry.add("nav_items", NavItem("Engines", "inference:engines", is_admin, order=500))
+        registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
+        registry.put("readiness_checks", "engines", check_engines_ready)
+        registry.add("doctor_checks", check_engines)
+        registry.add("doctor_checks", check_harmony_vocabulary)
+        for doctor_check in ENGINE_OPS_CHECKS:
+            registry.add("doctor_checks", doctor_check)
+        for route in websocket_urlpatterns:
+            registry.add("websocket_routes", route)
+        metrics.register_collector("engines", EngineCollector())

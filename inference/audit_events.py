@@ -22,7 +22,8 @@ from inference.models import EngineConfig
 from portal.audit.trail import record, record_in_context
 
 if TYPE_CHECKING:
-    from inference.generation import GenerationRejected, Outcome, Prepared
+    from inference.generation import Outcome, Prepared
+    from inference.rejections import GenerationRejected
 
 GENERATION = "generation"
 ENGINE_CONFIG_CREATED = "engine.config_created"
@@ -55,6 +56,7 @@ def record_generation(prepared: Prepared, outcome: Outcome) -> None:
         engine=outcome.engine,
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
+        reasoning_tokens=outcome.reasoning_tokens,
         ttft_ms=outcome.ttft_ms,
         duration_ms=outcome.duration_ms,
         data={

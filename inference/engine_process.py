@@ -26,8 +26,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from inference.diagnosis import progress_of
+from inference.launch_command import Launch, display_command
 from inference.process_guard import GUARD_PREFIX
-from inference.vllm_args import Launch, display_command
 
 # Lines of one launch kept in memory for diagnosis (the file keeps everything).
 KEPT_LINES = 3000
@@ -74,6 +74,8 @@ ENV_NAMES = frozenset(
 ENV_PREFIXES = (
     "LC_", "XDG_", "HF_", "HUGGING_FACE_", "TRANSFORMERS_", "TOKENIZERS_", "TORCH", "PYTORCH_", "TRITON_",
     "CUDA_", "NVIDIA_", "NCCL_", "VLLM_", "OMP_", "KMP_", "MKL_", "ONEDNN_", "DNNL_", "OPENBLAS_", "RAY_",
+    # TIKTOKEN_ENCODINGS_BASE: where upstream openai-harmony finds gpt-oss's vocabulary offline.
+    "TIKTOKEN_",
 )  # fmt: skip
 _GUARD_SCRIPT = Path(__file__).resolve().with_name("process_guard.py")
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -167,7 +169,7 @@ class EngineProcess:
         # The guard is our child; vLLM is the guard's. Both die when we die (see process_guard).
         # The guard runs isolated (-I) from its file and vLLM in the log directory, so no
         # package of the portal's repository is on either one's import path.
-        self.guard = subprocess.Popen(  # noqa: S603 - argv built by vllm_args from a validated config
+        self.guard = subprocess.Popen(  # noqa: S603 - argv built by launch_command from a validated config
             [
                 sys.executable,
                 "-I",

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.roles import AUDITORS, MEMBERS, assign_role
-from inference import control
+from inference import desired_state
 from inference.models import EngineConfig
 from inference.supervisor import Supervisor
 from portal.audit.models import Event
@@ -109,7 +109,7 @@ def test_an_engine_config_change_keeps_only_what_changed_before_and_after(
     config = engine_config()
     config.max_num_seqs = 4
     config.save()
-    control.stop_engine(config)
+    desired_state.stop_engine(config)
     changed = Event.objects.filter(action="engine.config_changed").order_by("seq")
     assert [event.details for event in changed] == [
         {"before": {"max_num_seqs": 16}, "after": {"max_num_seqs": 4}},
@@ -127,9 +127,9 @@ def test_the_supervisor_records_start_crash_restart_and_stop(request: pytest.Fix
     processes.launches[-1].exit_code = 1
     tick_until(supervisor, config, lambda state: state.state == State.CRASHED, "the crash")
     tick_until(supervisor, config, lambda state: state.state == State.READY, "ready again")
-    control.restart_engine(EngineConfig.objects.get(pk=config.pk))
+    desired_state.restart_engine(EngineConfig.objects.get(pk=config.pk))
     tick_until(supervisor, config, lambda state: len(processes.launches) == 3, "the restart")
-    control.stop_engine(EngineConfig.objects.get(pk=config.pk))
+    desired_state.stop_engine(EngineConfig.objects.get(pk=config.pk))
     tick_until(supervisor, config, lambda state: state.state == State.STOPPED, "stopped")
     engine_events = [
         (event.action, event.outcome) for event in Event.objects.filter(action__in=[

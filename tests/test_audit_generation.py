@@ -20,21 +20,22 @@ from django.utils import timezone
 
 from chat import conversations
 from chat.models import Conversation
-from inference.generation import STOP_BY_USER, STOP_DETACHED, Generation, Outcome, parse_sampling, prepare
+from inference.generation import STOP_BY_USER, STOP_DETACHED, Generation, Outcome, prepare
+from inference.sampling import parse_sampling
 from portal.audit import chain
 from portal.audit.models import ChainHead, Event, EventContent
 from tests.audit_helpers import run_verify, tamper
 from tests.chat_socket import (
     chat_socket,
     frames_until,
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     stub_fixture,  # noqa: F401 - fixture
 )
 from tests.chat_stub_engine import Script
 from tests.test_chat_generation import RecordingSink, prepared_for
 from tests.test_chat_socket import streaming_without_a_process
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pooled_client_closed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
 
 
 @database_sync_to_async

@@ -245,3 +245,14 @@ def test_the_standalone_verifier_of_the_docs_accepts_an_export_and_names_a_chang
     bad = subprocess.run([sys.executable, verifier, export_file], capture_output=True, text=True, check=False)
     assert bad.returncode == 1
     assert f"event {changed['seq']}: hash does not match" in bad.stderr
+
+
+def test_metrics_carry_the_chains_state(adam: Any, client_for: Callable[[Any], Client], generations: Any) -> None:
+    from portal import metrics
+    from portal.audit.queries import chain_metrics
+
+    metrics.register_audit_state(chain_metrics)  # as AuditConfig.ready() did (other tests may swap it)
+    cache.clear()
+    body = client_for(adam).get("/metrics").content.decode()
+    assert "portal_audit_chain_intact 1.0" in body
+    assert f"portal_audit_chain_events {float(Event.objects.latest('seq').seq)}" in body

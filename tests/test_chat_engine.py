@@ -29,7 +29,7 @@ from tests.chat_socket import (
     chat_socket,
     frames_until,
     joined,
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     settled,
 )
 from tests.stack import Stack
@@ -50,7 +50,7 @@ def running_requests(stack: Stack) -> float:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("pooled_client_closed")
+@pytest.mark.usefixtures("loop_cleaned_up")
 async def test_the_real_engine_streams_a_real_answer_over_the_socket(alice: Any, engine_stack: Stack) -> None:
     await database_sync_to_async(engine_stack.register_in_test_db)()
     socket = await chat_socket(alice)
@@ -72,7 +72,7 @@ async def test_the_real_engine_streams_a_real_answer_over_the_socket(alice: Any,
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("pooled_client_closed")
+@pytest.mark.usefixtures("loop_cleaned_up")
 async def test_stop_makes_the_real_engine_abort_the_request(alice: Any, engine_stack: Stack) -> None:
     await database_sync_to_async(engine_stack.register_in_test_db)()
     socket = await chat_socket(alice)
@@ -99,13 +99,7 @@ def engine_web(engine_stack: Stack) -> str:
     """A Daphne process on the engine stack, with alice as a member."""
     chromium_executable()
     url, _ = engine_stack.start_web()
-    engine_stack.manage(
-        "shell",
-        "-c",
-        "from django.contrib.auth import get_user_model; from accounts.roles import assign_role, MEMBERS; "
-        f"u, _ = get_user_model().objects.get_or_create(username='alice', defaults={{'email': 'alice@example.com'}}); "
-        f"u.set_password({PASSWORD!r}); u.save(); assign_role(u, MEMBERS)",
-    )
+    engine_stack.add_member("alice", PASSWORD)
     return url
 
 

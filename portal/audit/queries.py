@@ -12,6 +12,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 
 from portal.audit.models import Event
 from portal.audit.verify import verify_chain
+from portal.metrics import AuditChainState
 
 GENERATION = "generation"
 VERIFY_CACHE_KEY = "portal.audit.verify"
@@ -78,6 +79,19 @@ def chain_state() -> dict[str, Any]:
     state: dict[str, Any] | None = cache.get(VERIFY_CACHE_KEY)
     if state is None:
         report = verify_chain()
-        state = {"ok": report.ok, "summary": report.summary(), "checked_at": datetime.now(UTC)}
+        state = {
+            "ok": report.ok,
+            "summary": report.summary(),
+            "last_seq": report.last_seq,
+            "checked_at": datetime.now(UTC),
+        }
         cache.set(VERIFY_CACHE_KEY, state, settings.AUDIT_VERIFY_CACHE_SECONDS)
     return state
+
+
+def chain_metrics() -> AuditChainState:
+    """Return the chain's state for ``/metrics`` (the banner's cached verification)."""
+    state = chain_state()
+    return AuditChainState(
+        events=int(state["last_seq"]), intact=bool(state["ok"]), last_verified_at=state["checked_at"]
+    )

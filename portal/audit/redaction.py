@@ -4,8 +4,7 @@ Each redactor finds candidates with a regular expression and keeps only those it
 accepts (Luhn for cards, mod 97 for IBANs, the ISO 7064 check character for mainland-China
 resident IDs), so near-misses such as a 15-digit order number or an ID with a wrong check
 character stay as they are. Redactors run in :func:`registered` order; plugins add theirs
-with :func:`register` (SEAM(registry): the ``redactors`` key of ``portal.registry`` once the
-structure issue lands).
+with :func:`register`, which adds to the ``redactors`` store of ``portal.registry``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from portal.registry import registry
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def _phone_ok(candidate: str) -> bool:
     return 8 <= digits <= 15
 
 
-_registry: list[Redactor] = [
+_builtin: tuple[Redactor, ...] = (
     Redactor("private_key", _PEM, order=10),
     Redactor("bearer_token", _BEARER, order=20),
     Redactor("api_key", _API_KEY, order=30),
@@ -113,7 +114,7 @@ _registry: list[Redactor] = [
     Redactor("card", _CARD, luhn_ok, order=70),
     Redactor("phone", _PHONE_INTL, _phone_ok, order=80),
     Redactor("phone", _CN_MOBILE, order=90),
-]
+)
 
 
 def _secret_value(match: re.Match[str]) -> str:
@@ -121,16 +122,13 @@ def _secret_value(match: re.Match[str]) -> str:
 
 
 def register(redactor: Redactor) -> None:
-    """Add a redactor (a plugin's); one with the same name and pattern is not added twice."""
-    if any(item.name == redactor.name and item.pattern == redactor.pattern for item in _registry):
-        return
-    _registry.append(redactor)
-    _registry.sort(key=lambda item: item.order)
+    """Add a redactor (a plugin's, from its ``ready()``): the registry's ``redactors`` store."""
+    registry.add("redactors", redactor)
 
 
 def registered() -> list[Redactor]:
-    """Return the redactors in the order they run."""
-    return list(_registry)
+    """Return the built-in redactors and the registered ones, in the order they run."""
+    return sorted([*_builtin, *registry["redactors"]], key=lambda item: item.order)
 
 
 def redact(text: str) -> str:
@@ -141,6 +139,6 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _SECRET_ASSIGNMENT.sub(_secret_value, text)
-    for redactor in _registry:
+    for redactor in registered():
         text = redactor.apply(text)
     return text

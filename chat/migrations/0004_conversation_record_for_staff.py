@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0002_answer_heartbeat"),
+        ("chat", "0003_message_usage_estimated"),
     ]
 
     operations = [

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from accounts import views
+
+# Mounted at account/ without a namespace, so the page keeps its URL name "account".
+urlpatterns = [
+    path("", views.account, name="account"),
+]
