@@ -9,6 +9,7 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import is_admin
+        from inference import audit_events  # noqa: F401 - records engine config changes
         from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
         from inference.engine_metrics import EngineCollector
         from inference.harmony_vocabulary import check_harmony_vocabulary
@@ -20,6 +21,7 @@ class InferenceConfig(AppConfig):
 
         registry.add("nav_items", NavItem("Engines", "inference:engines", is_admin, order=500))
         registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
+        registry.add("url_mounts", UrlMount("v1/", "inference.api.urls"))
         registry.put("readiness_checks", "engines", check_engines_ready)
         registry.add("doctor_checks", check_engines)
         registry.add("doctor_checks", check_harmony_vocabulary)

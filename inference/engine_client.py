@@ -36,6 +36,8 @@ class ChatRequest:
     top_p: float | None = None
     reasoning_effort: str | None = None
     request_id: str | None = None
+    # Further OpenAI parameters, already validated by the caller (the /v1 API: stop, seed, ...).
+    engine_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +98,7 @@ def _client(ca_bundle: str = "") -> httpx.AsyncClient:
 
 def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
     body: dict[str, Any] = {
+        **request.engine_params,
         "model": target.served_model,
         "messages": request.messages,
         "max_tokens": request.max_tokens,

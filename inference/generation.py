@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -30,11 +30,13 @@ from django.conf import settings
 from django.db import transaction
 
 from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
+from inference.audit_events import record_generation
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
 from portal import metrics
+from portal.audit.request_context import set_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ class Prepared:
     source: str
     target: EngineTarget
     request: ChatRequest
+    # The /v1 API's key (its public prefix), for the ledger's channel and the audit event.
+    api_key_prefix: str | None = None
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
@@ -74,19 +78,33 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
 
     SEAM: accounts' ledger ``settle`` and the portal's audit trail. Runs inside the
     settlement transaction, so the ledger, the stored answer and the audit event commit
-    together.
+    together: a failed audit write raises and rolls the settlement back.
     """
+    record_generation(prepared, outcome)
     return None
 
 
 # --- Preparing ----------------------------------------------------------------------------
 
 
-def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> Prepared:
+def prepare(
+    user_id: int,
+    messages: list[dict[str, str]],
+    sampling: Sampling,
+    *,
+    source: str,
+    api_key_prefix: str | None = None,
+    engine_params: Mapping[str, Any] | None = None,
+) -> Prepared:
     """Pick a ready engine for ``sampling.model`` and reserve the user's tokens (sync, DB).
 
+    ``engine_params`` are further OpenAI parameters the caller validated (sent as they are);
+    ``api_key_prefix`` names the API key of a ``source="api"`` request.
+
     Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
-    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
+    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses. The caller
+    records the refusal with :func:`inference.audit_events.record_refusal` once its own
+    transaction has ended (here it would roll back with the refused turn).
     """
     try:
         target = pick_engine(sampling.model)
@@ -102,8 +120,9 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
         request_id=uuid.uuid4().hex,
+        engine_params=dict(engine_params or {}),
     )
-    prepared = Prepared(user_id=user_id, source=source, target=target, request=request)
+    prepared = Prepared(user_id=user_id, source=source, target=target, request=request, api_key_prefix=api_key_prefix)
     reserve_usage(prepared)
     return prepared
 
@@ -202,6 +221,8 @@ class Generation:
         self._task = asyncio.current_task()
         self._started = time.monotonic()
         metrics.generation_started(self.prepared.source)
+        # This task's log lines carry the request id (a context variable: per task).
+        set_request_id(self.prepared.request.request_id or "")
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False

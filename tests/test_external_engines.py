@@ -23,12 +23,16 @@ from inference.engine_client import ChatRequest, stream_chat
 from inference.engine_router import EngineUnavailable, pick_engine
 from inference.engine_secrets import engine_api_key
 from inference.external_engines import address_allowed
+from inference.generation import Generation
 from inference.models import EngineConfig, EngineState
 from inference.status import model_choices
 from inference.supervisor import Supervisor
 from portal import doctor, env
+from portal.audit.models import Event
 from tests import chat_stub_engine
+from tests.chat_socket import loop_cleaned_up  # noqa: F401 - fixture
 from tests.external_servers import API_KEY, OpenAIStub, plain_web_server, self_signed, tls_context
+from tests.test_chat_generation import RecordingSink, prepared_for
 
 State = EngineState.State
 
@@ -364,6 +368,30 @@ async def test_a_chat_reaches_an_external_engine_with_its_key(tmp_path):
         assert engine.requests[0]["model"] == "stub-model"
     finally:
         engine.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loop_cleaned_up")
+async def test_a_generation_on_an_external_engine_is_settled_and_audited_naming_it(alice, tmp_path):
+    engine = chat_stub_engine.StubEngine()
+    try:
+        key = tmp_path / "key"
+        key.write_text(chat_stub_engine.API_KEY)
+        await sync_to_async(add_external)("remote", engine.url, "--api-key-file", str(key), "--model", "stub-model")
+        await sync_to_async(EngineState.objects.update_or_create)(
+            engine=await EngineConfig.objects.aget(name="remote"),
+            defaults={"state": State.READY, "heartbeat_at": timezone.now() + timedelta(days=1)},
+        )
+        outcome = await Generation(await prepared_for(alice), RecordingSink()).run()
+    finally:
+        engine.close()
+    assert (outcome.status, outcome.engine, outcome.content) == ("complete", "remote", "Hello world")
+    event = await Event.objects.aget(action="generation")
+    assert (event.engine, event.actor_name, event.completion_tokens) == ("remote", "alice", 2)
+    config = await EngineConfig.objects.aget(name="remote")
+    created = await Event.objects.aget(action="engine.config_created", target="remote")
+    assert config.api_key_encrypted not in created.data  # not even the encrypted key enters the trail
+    assert "set (sha256 " in created.data
 
 
 # --- pages and doctor ---------------------------------------------------------------------
