@@ -30,6 +30,7 @@ from inference.supervisor import Supervisor
 from portal import doctor, env
 from portal.audit.models import Event
 from tests import chat_stub_engine
+from tests.api_client import call, key_for, ledger_fixture  # noqa: F401 - fixture
 from tests.chat_socket import loop_cleaned_up  # noqa: F401 - fixture
 from tests.external_servers import API_KEY, OpenAIStub, plain_web_server, self_signed, tls_context
 from tests.test_chat_generation import RecordingSink, prepared_for
@@ -392,6 +393,32 @@ async def test_a_generation_on_an_external_engine_is_settled_and_audited_naming_
     created = await Event.objects.aget(action="engine.config_created", target="remote")
     assert config.api_key_encrypted not in created.data  # not even the encrypted key enters the trail
     assert "set (sha256 " in created.data
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loop_cleaned_up")
+async def test_the_v1_api_lists_and_answers_from_an_external_engine(alice, tmp_path, ledger):
+    engine = chat_stub_engine.StubEngine()
+    try:
+        key = tmp_path / "key"
+        key.write_text(chat_stub_engine.API_KEY)
+        await sync_to_async(add_external)("remote", engine.url, "--api-key-file", str(key))
+        await sync_to_async(EngineState.objects.update_or_create)(
+            engine=await EngineConfig.objects.aget(name="remote"),
+            defaults={"state": State.READY, "heartbeat_at": timezone.now() + timedelta(days=1),
+                      "served_models": ["stub-model", "other-model"]},
+        )  # fmt: skip
+        api_key = await sync_to_async(key_for)(alice)
+        listed = await call(method="GET", path="/v1/models", key=api_key)
+        body = {"model": "stub-model", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+        answer = await call(body, key=api_key)
+    finally:
+        engine.close()
+    assert listed.status == 200
+    assert [model["id"] for model in listed.json()["data"]] == ["other-model", "stub-model"]
+    assert answer.status == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "Hello world"
+    assert ledger.settled[0][1].engine == "remote"
 
 
 # --- pages and doctor ---------------------------------------------------------------------
