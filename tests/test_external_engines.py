@@ -488,6 +488,21 @@ def test_start_and_stop_of_an_external_engine_are_refused_with_a_sentence(client
 
 
 @pytest.mark.django_db
+def test_metrics_show_an_external_engine_from_the_probe_without_calling_it(settings, stub, key_file):
+    from tests.test_metrics import TOKEN, scrape, value
+
+    settings.PORTAL_METRICS_TOKEN = TOKEN
+    stub.running = 3
+    add_external("cluster", stub.url, "--api-key-file", str(key_file))
+    probed("cluster", State.READY)
+    calls = len(stub.seen_paths)
+    samples = scrape()
+    assert value(samples, "portal_engine_requests_running", engine="cluster") == 3
+    assert value(samples, "portal_engine_state", engine="cluster", state="ready") == 1
+    assert len(stub.seen_paths) == calls  # the web process never called the external engine
+
+
+@pytest.mark.django_db
 def test_doctor_reports_an_external_engine_state_and_what_to_do(settings, tmp_path):
     settings.ENGINE_VENV = tmp_path / "no-engine-venv"
     from inference.health_checks import check_engines
