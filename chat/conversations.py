@@ -24,6 +24,7 @@ from inference.generation import (
     Sampling,
     parse_sampling,
     prepare,
+    settle_lost_usage,
     storable_text,
 )
 
@@ -141,6 +142,8 @@ def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params:
     Raises :class:`ChatRejected` or :class:`GenerationRejected` before saving anything.
     """
     text = check_content(content) if kind in (SEND, EDIT) else ""
+    # The user's answers whose process died hold concurrency slots until they are swept.
+    _mark_lost(Message.objects.filter(conversation__owner_id=user.pk))
     with transaction.atomic():
         if conversation_id is None and kind == SEND:
             conversation, history, created = Conversation(owner_id=user.pk, title=_title_for(text)), [], True
@@ -230,12 +233,18 @@ def _orphaned() -> Q:
 
 
 def _mark_lost(messages: QuerySet[Message]) -> None:
-    messages.filter(_orphaned()).update(
+    lost = messages.filter(_orphaned())
+    request_ids = list(lost.values_list("request_id", flat=True))
+    if not request_ids:
+        return
+    lost.update(
         status=Message.Status.INTERRUPTED,
         error_code=LOST,
         error_message="the web process writing this answer stopped",
         finished_at=timezone.now(),
     )
+    # Nobody else will settle them: give back their reserved tokens and concurrency slots.
+    settle_lost_usage(request_ids)
 
 
 def touch(message_id: int) -> None:

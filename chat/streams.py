@@ -53,7 +53,9 @@ def running(answer_id: int) -> ChatStream | None:
     return _running.get(answer_id)
 
 
-def done_frame(conversation_id: int, message: dict[str, Any], remaining: int | None = None) -> dict[str, Any]:
+def done_frame(
+    conversation_id: int, message: dict[str, Any], remaining: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``done`` frame, from a message as :meth:`chat.models.Message.as_dict` shapes it."""
     return {
         "type": "done",

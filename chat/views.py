@@ -19,7 +19,7 @@ from chat import conversations, streams
 from chat.conversations import ChatRejected
 from chat.models import Conversation
 from inference.engines import model_choices
-from inference.generation import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
+from inference.generation import REASONING_EFFORTS, TEMPERATURE_RANGE, allowed_models, max_tokens_limit
 
 View = Callable[..., HttpResponse]
 
@@ -51,7 +51,7 @@ def index(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     config = {
         "conversation": current,
         "conversations": conversations.summaries(request.user),
-        "models": model_choices(),
+        "models": model_choices(allowed_models(request.user)),
         "limits": {
             "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,
@@ -79,7 +79,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> JsonResponse:
 @require_GET
 @member_required
 def models(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": model_choices()})
+    return JsonResponse({"models": model_choices(allowed_models(request.user))})
 
 
 @require_POST

@@ -26,6 +26,8 @@ class EngineTarget:
     api_key: str
     served_model: str
     reasoning: bool
+    # vLLM runs with --scheduling-policy priority: requests may carry a priority.
+    priority_scheduling: bool = False
 
 
 class EngineUnavailable(Exception):
@@ -110,14 +112,18 @@ def _engines() -> list[EngineConfig]:
     return list(EngineConfig.objects.select_related("state").order_by("name"))
 
 
-def pick_engine(model: str | None) -> EngineTarget:
+def pick_engine(model: str | None, allowed: frozenset[str] | None = None) -> EngineTarget:
     """Return the least-loaded ready engine serving ``model`` (None: any ready engine).
 
-    Raises :class:`EngineUnavailable` describing the most hopeful engine when none is ready.
+    ``allowed`` (None: all) limits the choice to those served models. Raises
+    :class:`EngineUnavailable` describing the most hopeful engine when none is ready.
     """
     engines = _engines()
     if not engines:
         raise EngineUnavailable("none", "no engine is configured — please ask an admin to add one", model=model)
+    engines = [config for config in engines if allowed is None or config.served_model_name in allowed]
+    if not engines:
+        raise EngineUnavailable("none", "no engine serves a model your policy allows — please ask an admin")
     candidates = [config for config in engines if model is None or config.served_model_name == model]
     if not candidates:
         raise EngineUnavailable("unknown_model", f"no engine serves the model {model!r}", model=model)
@@ -132,18 +138,21 @@ def pick_engine(model: str | None) -> EngineTarget:
             api_key=state.api_key,
             served_model=config.served_model_name,
             reasoning=view.reasoning,
+            priority_scheduling=config.scheduling_policy == EngineConfig.Scheduling.PRIORITY,
         )
     best = min((view for view, _ in views), key=lambda view: (_HOPE.get(view.state, 9), view.name))
     raise EngineUnavailable(best.state, best.message, progress=best.progress, model=model or best.served_model)
 
 
-def model_choices() -> list[dict[str, Any]]:
-    """Return one entry per served model, with the best state among the engines serving it.
+def model_choices(allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Return one entry per served model (only ``allowed`` ones unless None), with its best state.
 
     Each entry: model, engine, state, progress, message, reasoning.
     """
     best: dict[str, EngineView] = {}
     for config in _engines():
+        if allowed is not None and config.served_model_name not in allowed:
+            continue
         view = describe(config)
         current = best.get(view.served_model)
         if current is None or _rank(view) < _rank(current):

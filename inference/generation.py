@@ -22,15 +22,20 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from accounts.ledger import QuotaRefused, check_model, reserve, settle, settle_lost
+from accounts.models import Reservation
+from accounts.policies import EffectivePolicy, effective_policy
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+from inference.prompt_tokens import count_prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +80,17 @@ class Sampling:
 def max_tokens_limit(user: Any) -> int:
     """Return the most tokens one answer of ``user`` may have.
 
-    SEAM(quota policy): the per-user policy belongs to the quota issue (accounts); until it
-    lands every user gets ``GENERATION_MAX_TOKENS_LIMIT``.
+    The site's ``GENERATION_MAX_TOKENS_LIMIT``, lowered by the user's policy.
     """
     limit: int = settings.GENERATION_MAX_TOKENS_LIMIT
-    return limit
+    own = effective_policy(user).max_tokens_per_answer
+    return limit if own is None else min(limit, own)
+
+
+def allowed_models(user: Any) -> frozenset[str] | None:
+    """Return the served model names ``user`` may use (None: all), for the model picker."""
+    policy = effective_policy(user)
+    return None if policy.all_models else policy.model_names
 
 
 def storable_text(value: Any) -> bool:
@@ -163,44 +174,89 @@ class Prepared:
     source: str
     target: EngineTarget
     request: ChatRequest
+    prompt_tokens: int = 0
+    reservation: Reservation | None = None
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
-# The usage ledger (accounts: reserve/settle) and the audit trail (portal) are other issues.
-# These two functions are the only places that will call them; until those land they do
-# nothing on purpose (no fake quota, no fake audit), and the done frame reports
-# ``remaining: null``.
+# The only places that call the usage ledger (accounts/ledger.py) and, when it lands, the
+# audit trail (portal).
 
 
-def reserve_usage(prepared: Prepared) -> None:
-    """Reserve the estimated tokens of ``prepared`` (SEAM: accounts' ledger ``reserve``).
+def _user(user_id: int) -> Any:
+    # The policy and the ledger need the user's id only: no query for the row itself.
+    return get_user_model()(pk=user_id)
 
-    Will raise :class:`GenerationRejected` (``quota_exceeded``, with the reset time) when
-    the ledger refuses.
+
+def _rejected(exc: QuotaRefused) -> GenerationRejected:
+    return GenerationRejected(exc.code, exc.message, **exc.details())
+
+
+def reserve_usage(prepared: Prepared, policy: EffectivePolicy) -> Prepared:
+    """Reserve the prompt and answer tokens of ``prepared`` and a concurrency slot.
+
+    Returns ``prepared`` with its reservation, and its ``max_tokens`` lowered to what the
+    budget grants. Raises :class:`GenerationRejected` with the ledger's code
+    (``quota_exceeded``, ``too_many_answers``, ``rate_limited``, ``model_not_allowed``),
+    ``limit``, ``retry_after`` and ``resets_at``.
     """
+    try:
+        reservation = reserve(
+            _user(prepared.user_id),
+            model=prepared.target.served_model,
+            channel=prepared.source,
+            prompt_tokens=prepared.prompt_tokens,
+            max_tokens=prepared.request.max_tokens,
+            request_id=prepared.request.request_id or uuid.uuid4().hex,
+            policy=policy,
+        )
+    except QuotaRefused as exc:
+        raise _rejected(exc) from exc
+    prepared.request.max_tokens = reservation.max_tokens
+    return replace(prepared, reservation=reservation)
 
 
-def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
-    """Correct the reservation to actual use and write one audit event; return tokens left.
+def settle_usage(prepared: Prepared, outcome: Outcome) -> dict[str, Any] | None:
+    """Correct the reservation to actual use (SEAM: and write one audit event); return what is left.
 
-    SEAM: accounts' ledger ``settle`` and the portal's audit trail. Runs inside the
-    settlement transaction, so the ledger, the stored answer and the audit event commit
-    together.
+    Runs inside the settlement transaction, so the ledger and the stored answer commit
+    together. Without usage from the engine, the prompt counts only when text was generated
+    (the engine then certainly read it) and the answer counts one token per chunk.
     """
-    return None
+    reservation = prepared.reservation
+    if reservation is None:
+        return None
+    prompt = outcome.prompt_tokens
+    if prompt is None:
+        prompt = reservation.prompt_tokens if outcome.completion_tokens else 0
+    return settle(
+        reservation, prompt_tokens=prompt, completion_tokens=outcome.completion_tokens, outcome=outcome.status
+    )
+
+
+def settle_lost_usage(request_ids: list[str]) -> int:
+    """Settle the reservations of answers found lost (their web process died); return how many."""
+    return settle_lost(request_ids)
 
 
 # --- Preparing ----------------------------------------------------------------------------
 
 
 def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> Prepared:
-    """Pick a ready engine for ``sampling.model`` and reserve the user's tokens (sync, DB).
+    """Pick a ready engine the user may use, count the prompt and reserve the user's tokens (sync, DB).
 
-    Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
-    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
+    Raises :class:`GenerationRejected`: ``model_not_allowed`` for a model outside the user's
+    policy, ``engine_unavailable`` (with the engine's ``state``, ``progress`` and ``model``)
+    when no engine is ready, or what the ledger refuses (see :func:`reserve_usage`).
     """
+    policy = effective_policy(_user(user_id))
+    if sampling.model is not None:
+        try:
+            check_model(policy, sampling.model)
+        except QuotaRefused as exc:
+            raise _rejected(exc) from exc
     try:
-        target = pick_engine(sampling.model)
+        target = pick_engine(sampling.model, None if policy.all_models else policy.model_names)
     except EngineUnavailable as exc:
         raise GenerationRejected(
             "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
@@ -213,10 +269,11 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
         request_id=uuid.uuid4().hex,
+        priority=policy.priority if target.priority_scheduling else None,
     )
-    prepared = Prepared(user_id=user_id, source=source, target=target, request=request)
-    reserve_usage(prepared)
-    return prepared
+    prompt_tokens, _exact = count_prompt_tokens(target, messages)
+    prepared = Prepared(user_id=user_id, source=source, target=target, request=request, prompt_tokens=prompt_tokens)
+    return reserve_usage(prepared, policy)
 
 
 # --- Running ------------------------------------------------------------------------------
@@ -249,7 +306,7 @@ class Outcome:
     duration_ms: int = 0
     error_code: str = ""
     error_message: str = ""
-    remaining: int | None = None
+    remaining: dict[str, Any] | None = None
 
     def usage(self) -> dict[str, Any]:
         """Token counts as the clients see them (``estimated`` when the engine sent none)."""

@@ -148,3 +148,10 @@ def generated_secret(path: Path) -> str:
         finally:
             os.unlink(temporary)
     return path.read_text(encoding="utf-8").strip()
+
+
+def env_optional_int(name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+    """Return an integer within the given bounds, or None when the variable is unset or empty."""
+    if not _raw(name):
+        return None
+    return env_int(name, 0, minimum=minimum, maximum=maximum)
