@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import signals  # noqa: F401 - connects the role signals
+        from accounts import ratelimits, signals  # noqa: F401 - connect the role signals, register the check

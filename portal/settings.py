@@ -7,6 +7,7 @@ Production sets ``PORTAL_ENV=production`` plus ``DATABASE_URL``, ``REDIS_URL`` a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -117,6 +118,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.ratelimits.RateLimitMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -366,4 +368,8 @@ DEFAULT_POLICY = {
 TOKENIZE_TIMEOUT = env_float("PORTAL_TOKENIZE_TIMEOUT", 2.0, minimum=0.1, maximum=30.0)
 # django-ratelimit on the portal's own HTTP views: per user, per IP for anonymous requests.
 HTTP_RATE_LIMIT = env_str("PORTAL_HTTP_RATE_LIMIT", "300/m")
+if not re.fullmatch(r"[1-9][0-9]*/[1-9]?[0-9]*[smhd]", HTTP_RATE_LIMIT):
+    raise ImproperlyConfigured(
+        f"PORTAL_HTTP_RATE_LIMIT={HTTP_RATE_LIMIT!r} is not a rate: use requests/period, e.g. 300/m or 20/10s."
+    )
 RATELIMIT_USE_CACHE = "default"
