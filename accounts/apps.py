@@ -7,3 +7,6 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import ratelimits, signals  # noqa: F401 - connect the role signals, register the check
+        from portal.navigation import NavItem, register
+
+        register(NavItem("Usage", "accounts:usage", lambda user: bool(user.is_authenticated), order=20))

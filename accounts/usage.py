@@ -68,16 +68,20 @@ def chart(user: Any, days: int = CHART_DAYS) -> dict[str, Any]:
     }
 
 
-def report(first: date, last: date) -> list[dict[str, Any]]:
-    """Return usage per user, model and channel between two days (inclusive), largest first.
-
-    Raises ``ValueError`` when ``last`` is before ``first`` or the range is longer than
-    ``MAX_REPORT_DAYS``.
-    """
+def check_range(first: date, last: date) -> None:
+    """Raise ``ValueError`` when ``last`` is before ``first`` or the range exceeds ``MAX_REPORT_DAYS``."""
     if last < first:
         raise ValueError("the end date is before the start date")
     if (last - first).days >= MAX_REPORT_DAYS:
         raise ValueError(f"the range is longer than {MAX_REPORT_DAYS} days")
+
+
+def report(first: date, last: date) -> list[dict[str, Any]]:
+    """Return usage per user, model and channel between two days (inclusive), largest first.
+
+    Raises ``ValueError`` for a bad range (see :func:`check_range`).
+    """
+    check_range(first, last)
     username = f"user__{get_user_model().USERNAME_FIELD}"
     rows = (
         DailyUsage.objects.filter(day__gte=first, day__lte=last)

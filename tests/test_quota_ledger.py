@@ -19,7 +19,7 @@ from accounts.roles import MEMBERS
 
 pytestmark = pytest.mark.django_db
 
-UNLIMITED_DEFAULT = {
+UNLIMITED_DEFAULT: dict[str, Any] = {
     "model_names": [],
     "tokens_per_day": None,
     "tokens_per_month": None,
@@ -166,6 +166,7 @@ def test_a_member_over_the_daily_budget_is_refused_with_the_reset_time(alice, se
     resets_at = datetime.fromisoformat(refusal.details()["resets_at"])
     assert (resets_at.hour, resets_at.minute) == (0, 0)
     assert resets_at.utcoffset() in (timedelta(hours=1), timedelta(hours=2))  # Berlin's midnight
+    assert refusal.retry_after is not None
     assert 0 < refusal.retry_after <= 86_400
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent.parent / "static" / "chat" / "refusals.js"
 
 
-def sentence(frame: dict[str, object], now_iso: str) -> str:
+def sentence(frame: Mapping[str, object], now_iso: str) -> str:
     node = shutil.which("node")
     assert node, "Node.js is needed for the front-end packages (make node) and this test"
     program = (
