@@ -124,10 +124,14 @@ def _roll(counter: UsageCounter, at: Periods) -> None:
 
 
 def _locked_counter(user_id: int) -> UsageCounter:
-    # The row exists before it is locked: two first reservations of a new user would
-    # otherwise both try to create it. ignore_conflicts makes this a no-op when it exists.
-    UsageCounter.objects.bulk_create([UsageCounter(user_id=user_id)], ignore_conflicts=True)
-    return UsageCounter.objects.select_for_update().get(user_id=user_id)
+    locked = UsageCounter.objects.select_for_update()
+    counter = locked.filter(user_id=user_id).first()
+    if counter is None:
+        # A user's first reservation: two at once would both try to create the row.
+        # ignore_conflicts lets the second one find the first one's row and wait for its lock.
+        UsageCounter.objects.bulk_create([UsageCounter(user_id=user_id)], ignore_conflicts=True)
+        counter = locked.get(user_id=user_id)
+    return counter
 
 
 def _admit(counter: UsageCounter, policy: EffectivePolicy, prompt_tokens: int, max_tokens: int, at: Periods) -> int:
