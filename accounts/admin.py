@@ -54,11 +54,21 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
         field = self.fields["model_names"]
         assert isinstance(field, forms.MultipleChoiceField)  # noqa: S101 - declared above
         field.choices = [(name, name) for name in [*served, *kept]]
+        listed = ", ".join(served) if served else "none (no engine is configured)"
+        field.error_messages["invalid_choice"] = f"Unknown model %(value)s: the served models are {listed}."
+
+
+class GroupPolicyInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = GroupPolicy
+    extra = 1
+    verbose_name = "group with this policy"
+    verbose_name_plural = "groups with this policy"
 
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = PolicyForm
+    inlines = [GroupPolicyInline]
     list_display = ["name", "all_models", "tokens_per_day", "tokens_per_month", "concurrent_answers", "priority"]
     search_fields = ["name"]
 

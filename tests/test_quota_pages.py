@@ -107,12 +107,16 @@ def test_members_cannot_see_the_report(alice, client_for):
     assert "/login/" in response["Location"]
 
 
+# The management form of the admin's inline "groups with this policy".
+NO_GROUPS = {"group_assignments-TOTAL_FORMS": "0", "group_assignments-INITIAL_FORMS": "0"}
+
+
 def policy_form(**fields: Any) -> dict[str, Any]:
     return {"name": "members", "all_models": "on", **fields}
 
 
 def test_the_policy_form_refuses_a_negative_value_with_the_field_named(adam, client_for):
-    response = client_for(adam).post("/admin/accounts/policy/add/", policy_form(tokens_per_day="-1"))
+    response = client_for(adam).post("/admin/accounts/policy/add/", {**policy_form(tokens_per_day="-1"), **NO_GROUPS})
     assert response.status_code == 200
     assert "tokens_per_day" in response.context["adminform"].form.errors
     assert not Policy.objects.exists()
@@ -120,11 +124,27 @@ def test_the_policy_form_refuses_a_negative_value_with_the_field_named(adam, cli
 
 def test_the_policy_form_offers_and_accepts_only_served_models(adam, client_for, engines):
     client = client_for(adam)
-    refused = client.post("/admin/accounts/policy/add/", {"name": "p", "model_names": ["gpt-5"]})
-    assert "model_names" in refused.context["adminform"].form.errors
-    saved = client.post("/admin/accounts/policy/add/", {"name": "p", "model_names": ["small-model"]})
+    refused = client.post("/admin/accounts/policy/add/", {"name": "p", "model_names": ["gpt-5"], **NO_GROUPS})
+    [message] = refused.context["adminform"].form.errors["model_names"]
+    assert message == "Unknown model gpt-5: the served models are large-model, small-model."
+    saved = client.post("/admin/accounts/policy/add/", {"name": "p", "model_names": ["small-model"], **NO_GROUPS})
     assert saved.status_code == 302
     assert Policy.objects.get().model_names == ["small-model"]
+
+
+def test_an_admin_gives_the_members_group_a_daily_budget_and_one_concurrent_answer(adam, alice, client_for):
+    members = Group.objects.get(name=MEMBERS)
+    form = {
+        **policy_form(tokens_per_day="2000", concurrent_answers="1"),
+        **NO_GROUPS,
+        "group_assignments-TOTAL_FORMS": "1",
+        "group_assignments-0-group": str(members.pk),
+    }
+    response = client_for(adam).post("/admin/accounts/policy/add/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    page = client_for(alice).get("/usage/").content.decode()
+    assert "0 tokens of 2,000" in page
+    assert "group policy of Members" in page
 
 
 def test_an_adjustment_requires_a_reason_and_goes_through_the_ledger(alice, adam, client_for):
