@@ -18,7 +18,7 @@ from django.urls import URLPattern, path, reverse
 
 from accounts import ledger, usage
 from accounts.models import Adjustment, DailyUsage, GroupPolicy, Policy, Reservation, UserPolicy
-from accounts.policies import describe, from_policy, record_quota_change, served_model_names
+from accounts.policies import LIMIT_FIELDS, describe, from_policy, record_quota_change, served_model_names
 
 
 class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -32,19 +32,7 @@ class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = Policy
-        fields = [
-            "name",
-            "all_models",
-            "model_names",
-            "tokens_per_day",
-            "tokens_per_month",
-            "requests_per_day",
-            "requests_per_minute",
-            "concurrent_answers",
-            "max_tokens_per_answer",
-            "max_prompt_tokens",
-            "priority",
-        ]
+        fields = ["name", "all_models", "model_names", *LIMIT_FIELDS, "priority"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
