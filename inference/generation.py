@@ -497,5 +497,7 @@ class Generation:
 
     def _settle(self, outcome: Outcome) -> None:
         with transaction.atomic():
-            outcome.remaining = settle_usage(self.prepared, outcome)
+            # The stored answer first, then the ledger: the lost-answer sweep locks them in
+            # that order too (it marks the message, then settles), so the two cannot deadlock.
             self.sink.persist(outcome)
+            outcome.remaining = settle_usage(self.prepared, outcome)
