@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 MEMBERS = "Members"
@@ -41,6 +42,10 @@ def is_auditor(user: Any) -> bool:
 def is_admin(user: Any) -> bool:
     """Admins manage users, quotas and engines."""
     return ADMINS in role_names(user) and bool(user.is_active)
+
+
+# The role names the gates and the registry's ``role_checks`` store know, with their checks.
+ROLE_CHECKS: dict[str, Callable[[Any], bool]] = {"member": is_member, "auditor": is_auditor, "admin": is_admin}
 
 
 def assign_role(user: Any, role: str) -> None:

@@ -2,8 +2,7 @@ from django.urls import path
 
 from accounts import views
 
-app_name = "accounts"
-
+# Mounted at account/ without a namespace, so the page keeps its URL name "account".
 urlpatterns = [
-    path("", views.usage_page, name="usage"),
+    path("", views.account, name="account"),
 ]

@@ -7,6 +7,11 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import is_member
-        from portal.navigation import NavItem, register
+        from chat.routing import websocket_urlpatterns
+        from portal.navigation import NavItem
+        from portal.registry import UrlMount, registry
 
-        register(NavItem("Chat", "chat:index", is_member, order=10))
+        registry.add("nav_items", NavItem("Chat", "chat:index", is_member, order=10))
+        registry.add("url_mounts", UrlMount("chat/", "chat.urls"))
+        for route in websocket_urlpatterns:
+            registry.add("websocket_routes", route)

@@ -1,11 +1,10 @@
-"""The chat socket at /ws/chat/: validate, check ownership, call the chat services.
+"""The chat socket at /ws/chat/: authenticate, check each frame, make one call into its viewer.
 
 The protocol (every frame, field, error code and close code) is in docs/websocket.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,10 +13,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.roles import is_member
-from chat import conversations, streams
-from chat.conversations import EDIT, REGENERATE, SEND, ChatRejected
-from chat.models import Message
-from inference.generation import GenerationRejected
+from chat.conversations import EDIT, REGENERATE, SEND
+from chat.viewers import Viewer
+from inference.rejections import GenerationRejected
 from portal.consumers import AuthenticatedJsonConsumer
 
 
@@ -27,29 +25,22 @@ def _frame_limit() -> int:
 
 
 class ChatConsumer(AuthenticatedJsonConsumer):
-    """One browser tab's chat socket; the answers themselves run in ``chat.streams``."""
+    """One browser tab's chat socket: checks each frame and hands it to the socket's viewer.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The answer whose frames this socket shows, and the last frame it has shown; seq is
-        # None while waiting for the text so far (after chat.attach), with frames buffered.
-        self.watching: int | None = None
-        self.watch_seq: int | None = 0
-        self.resumed = False
-        self.buffer: list[dict[str, Any]] = []
-        # Answers this socket started or attached to: it counts as present for them.
-        self.present_in: set[int] = set()
-        self.attach_timer: asyncio.Task[None] | None = None
+    What the socket shows lives in ``chat.viewers``; the answers run in ``chat.streams``.
+    """
+
+    viewer: Viewer | None = None
 
     async def may_connect(self, user: Any) -> bool:
         return bool(await database_sync_to_async(is_member)(user))
 
+    async def on_connected(self) -> None:
+        self.viewer = Viewer(self.scope["user"], self.channel_name, self.send_json)
+
     async def disconnect(self, code: int) -> None:
-        if self.attach_timer is not None:
-            self.attach_timer.cancel()
-        for answer_id in self.present_in:
-            await streams.detach(answer_id, self.channel_name)
-        await self._watch(None)
+        if self.viewer is not None:
+            await self.viewer.close()
 
     # --- from the browser -------------------------------------------------------------
 
@@ -71,132 +62,42 @@ class ChatConsumer(AuthenticatedJsonConsumer):
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not await self.user_still_active():
+        if not await self.user_still_active() or self.viewer is None:
             return
         kind = content.get("type")
-        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
-        if handler is None:
+        action = _ACTIONS.get(kind) if isinstance(kind, str) else None
+        if action is None:
             await self.send_error("unknown_type", f"unknown frame type {str(kind)[:40]!r}")
             return
         try:
-            await handler(self, content)
+            await action(self.viewer, content)
         except GenerationRejected as exc:
             await self.send_error(exc.code, exc.message, **exc.details)
 
-    async def on_send(self, content: dict[str, Any]) -> None:
-        await self._turn(SEND, content)
+    # --- from the channel layer (chat/streams.py) --------------------------------------
 
-    async def on_regenerate(self, content: dict[str, Any]) -> None:
-        await self._turn(REGENERATE, content)
+    async def viewer_frame(self, event: dict[str, Any]) -> None:
+        if self.viewer is not None:
+            await self.viewer.frame(event)
 
-    async def on_edit(self, content: dict[str, Any]) -> None:
-        await self._turn(EDIT, content)
-
-    async def _turn(self, kind: str, content: dict[str, Any]) -> None:
-        turn = await database_sync_to_async(conversations.begin_turn)(
-            self.scope["user"], kind, content.get("conversation"), content.get("content"), content.get("params")
-        )
-        await self._watch(turn.answer.pk, seq=0)
-        self.present_in.add(turn.answer.pk)
-        await streams.start(turn, self.channel_name)
-
-    async def on_stop(self, content: dict[str, Any]) -> None:
-        answer_id = self.watching
-        if content.get("conversation") is not None:
-            answer = await database_sync_to_async(conversations.streaming_answer)(
-                self.scope["user"], content["conversation"]
-            )
-            answer_id = answer.pk if answer is not None else None
-        if answer_id is None:
-            raise ChatRejected("not_generating", "no answer is being written")
-        await streams.stop(answer_id)
-
-    async def on_attach(self, content: dict[str, Any]) -> None:
-        conversation_id = content.get("conversation")
-        answer = None
-        if conversation_id is not None:
-            answer = await database_sync_to_async(conversations.streaming_answer)(self.scope["user"], conversation_id)
-        if answer is None:
-            await self._watch(None)
-            await self.send_json({"type": "attached", "conversation": conversation_id, "answer": None})
-            return
-        await self._watch(answer.pk, seq=None)
-        self.present_in.add(answer.pk)
-        await self.send_json({"type": "attached", "conversation": conversation_id, "answer": answer.pk})
-        await streams.attach(answer.pk, self.channel_name)
-        if self.attach_timer is not None:
-            self.attach_timer.cancel()
-        self.attach_timer = asyncio.create_task(self._attach_timeout(answer.pk))
-
-    async def _attach_timeout(self, answer_id: int) -> None:
-        """Until the snapshot comes, check the answer in the database every CHAT_ATTACH_TIMEOUT.
-
-        Settled meanwhile, or lost (its process stopped its heartbeat): show its ``done`` frame.
-        Still alive: ask again, since a slow process or layer is no reason to give it up.
-        """
-        while True:
-            await asyncio.sleep(settings.CHAT_ATTACH_TIMEOUT)
-            if self.watching != answer_id or self.watch_seq is not None:
-                return
-            try:
-                frame, deleted = await streams.settled_frame(answer_id), False
-            except Message.DoesNotExist:
-                frame, deleted = None, True
-            if self.watching != answer_id or self.watch_seq is not None:
-                return
-            if frame is None and not deleted:
-                await streams.attach(answer_id, self.channel_name)
-                continue
-            if frame is not None:
-                await self.send_json(frame)
-            await self._watch(None)
-            return
-
-    async def _watch(self, answer_id: int | None, seq: int | None = 0) -> None:
-        """Show frames of ``answer_id`` (from ``seq`` on; None: after the snapshot) and no other."""
-        if self.watching is not None and self.watching != answer_id:
-            await self.channel_layer.group_discard(streams.view_group(self.watching), self.channel_name)
-        if answer_id is not None and answer_id != self.watching:
-            await self.channel_layer.group_add(streams.view_group(answer_id), self.channel_name)
-        self.watching, self.watch_seq, self.resumed = answer_id, seq, seq is None
-        self.buffer = []
-
-    # --- from the channel layer -------------------------------------------------------
-
-    async def chat_frame(self, event: dict[str, Any]) -> None:
-        if event.get("answer") != self.watching:
-            return
-        if self.watch_seq is None:
-            self.buffer.append(event["frame"])
-            return
-        await self._forward(event["frame"])
-
-    async def chat_snapshot(self, event: dict[str, Any]) -> None:
-        if event.get("answer") != self.watching or self.watch_seq is not None:
-            return
-        if self.attach_timer is not None:
-            self.attach_timer.cancel()
-        await self.send_json({**event["start"], "content": event["content"], "reasoning": event["reasoning"]})
-        self.watch_seq = event["seq"]
-        buffered, self.buffer = self.buffer, []
-        for frame in buffered:
-            await self._forward(frame)
-
-    async def _forward(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if kind == "start" and self.resumed:
-            return
-        if kind == "delta" and self.watch_seq is not None and frame["seq"] <= self.watch_seq:
-            return
-        await self.send_json(frame)
-        if kind == "done":
-            await self._watch(None)
+    async def viewer_snapshot(self, event: dict[str, Any]) -> None:
+        if self.viewer is not None:
+            await self.viewer.snapshot(event)
 
 
-_HANDLERS: dict[Any, Callable[[ChatConsumer, dict[str, Any]], Awaitable[None]]] = {
-    "chat.send": ChatConsumer.on_send,
-    "chat.regenerate": ChatConsumer.on_regenerate,
-    "chat.edit": ChatConsumer.on_edit,
-    "chat.stop": ChatConsumer.on_stop,
-    "chat.attach": ChatConsumer.on_attach,
+Action = Callable[[Viewer, dict[str, Any]], Awaitable[None]]
+
+# The browser's frame types, each one call on the socket's viewer with the frame's fields.
+_ACTIONS: dict[str, Action] = {
+    "chat.send": lambda viewer, frame: viewer.turn(
+        SEND, frame.get("conversation"), frame.get("content"), frame.get("params")
+    ),
+    "chat.regenerate": lambda viewer, frame: viewer.turn(
+        REGENERATE, frame.get("conversation"), None, frame.get("params")
+    ),
+    "chat.edit": lambda viewer, frame: viewer.turn(
+        EDIT, frame.get("conversation"), frame.get("content"), frame.get("params")
+    ),
+    "chat.stop": lambda viewer, frame: viewer.stop(frame.get("conversation")),
+    "chat.attach": lambda viewer, frame: viewer.attach(frame.get("conversation")),
 }

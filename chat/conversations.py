@@ -17,20 +17,14 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from inference.generation import (
-    GenerationRejected,
-    Outcome,
-    Prepared,
-    Sampling,
-    parse_sampling,
-    prepare,
-    settle_lost_usage,
-    storable_text,
-)
+from inference.answers import LOST
+from inference.generation import Outcome, Prepared, prepare, settle_lost_usage
+from inference.rejections import GenerationRejected
+from inference.sampling import Sampling, parse_sampling
+from inference.text_checks import storable_text
 
 SOURCE = "chat"
 TITLE_CHARS = 80
-LOST = "lost"
 # The process writing an answer touches it every HEARTBEAT_SECONDS (chat/streams.py). An
 # answer still "streaming" but untouched for LOST_AFTER_SECONDS has no live process: it is
 # lost, and neither keeps its conversation busy nor from being purged.
@@ -198,25 +192,41 @@ def _last_question(history: list[Message]) -> tuple[list[Message], Message]:
     return history[:last], history[last]
 
 
+def _settled_fields(outcome: Outcome) -> dict[str, Any]:
+    """The one mapping from an outcome to the fields settlement stores on its answer."""
+    return {
+        "content": outcome.content,
+        "reasoning": outcome.reasoning,
+        "status": outcome.status,
+        "model": outcome.model[:200],
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "usage_estimated": outcome.usage_estimated,
+        "ttft_ms": outcome.ttft_ms,
+        "duration_ms": outcome.duration_ms,
+        "finish_reason": outcome.finish_reason[:32],
+        "error_code": outcome.error_code[:40],
+        "error_message": outcome.error_message[:500],
+    }
+
+
+def settled_answer(message_id: int, conversation_id: int, outcome: Outcome) -> Message:
+    """Return the answer as settlement stores it for ``outcome`` (unsaved; nothing is written).
+
+    The live ``done`` frame is built from this message, the re-loaded one from the stored
+    row: both from the same fields, so they cannot disagree.
+    """
+    fields = _settled_fields(outcome)
+    return Message(pk=message_id, conversation_id=conversation_id, role=Message.Role.ASSISTANT, **fields)
+
+
 def finish_answer(message_id: int, outcome: Outcome) -> None:
     """Store a settled answer (inside the settlement transaction); a deleted one is skipped.
 
     An answer wrongly marked lost (its process answered too late) is still settled.
     """
     unsettled = Q(status=Message.Status.STREAMING) | Q(error_code=LOST)
-    Message.objects.filter(unsettled, pk=message_id).update(
-        content=outcome.content,
-        reasoning=outcome.reasoning,
-        status=outcome.status,
-        prompt_tokens=outcome.prompt_tokens,
-        completion_tokens=outcome.completion_tokens,
-        ttft_ms=outcome.ttft_ms,
-        duration_ms=outcome.duration_ms,
-        finish_reason=outcome.finish_reason[:32],
-        error_code=outcome.error_code[:40],
-        error_message=outcome.error_message[:500],
-        finished_at=timezone.now(),
-    )
+    Message.objects.filter(unsettled, pk=message_id).update(**_settled_fields(outcome), finished_at=timezone.now())
 
 
 def streaming_answer(user: Any, conversation_id: Any) -> Message | None:

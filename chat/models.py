@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from inference.answers import AnswerStatus, token_usage
+
 
 class Conversation(models.Model):
     """A chat thread with its own settings (model, system prompt, sampling, reasoning effort)."""
@@ -54,12 +56,8 @@ class Message(models.Model):
         USER = "user", "user"
         ASSISTANT = "assistant", "assistant"
 
-    class Status(models.TextChoices):
-        STREAMING = "streaming", "streaming"
-        COMPLETE = "complete", "complete"
-        STOPPED = "stopped", "stopped by the user"
-        INTERRUPTED = "interrupted", "interrupted"
-        ERROR = "error", "failed"
+    # The status words are the generation's (defined once, in inference/answers.py).
+    Status = AnswerStatus
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
@@ -70,6 +68,9 @@ class Message(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usage_estimated = models.BooleanField(
+        default=False, help_text="The engine sent no usage (a stopped answer): tokens were counted from the stream."
+    )
     ttft_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first token, milliseconds.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)
@@ -97,7 +98,7 @@ class Message(models.Model):
             "reasoning": self.reasoning,
             "status": self.status,
             "model": self.model,
-            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens},
+            "usage": token_usage(self.prompt_tokens, self.completion_tokens, self.usage_estimated),
             "ttft_ms": self.ttft_ms,
             "duration_ms": self.duration_ms,
             "finish_reason": self.finish_reason,

@@ -3,10 +3,15 @@
 The generation belongs to the web process, not to the socket that asked for it, so a reload
 can pick it up again. Two channel-layer groups per answer make that work across processes:
 
-- ``chat-view-<answer id>``: the sockets showing the answer; every frame goes to this group.
-- ``chat-ctl-<answer id>``: the process running the answer listens here for ``stop``,
-  ``attach`` (a socket wants the text so far) and ``detach`` (a socket went away). With
-  nobody attached for ``CHAT_GRACE_SECONDS`` the answer is stopped and kept as interrupted.
+- ``chat-view-<answer id>``: the sockets showing the answer (``chat/viewers.py``); every
+  frame goes to this group as a ``viewer.frame`` event.
+- ``chat-ctl-<answer id>``: the process running the answer listens here for the control
+  events ``stream.stop``, ``stream.attach`` (a socket wants the text so far; it gets a
+  ``viewer.snapshot``) and ``stream.detach`` (a socket went away). With nobody attached for
+  ``CHAT_GRACE_SECONDS`` the answer is stopped and kept as interrupted.
+
+The control events have names of their own, apart from the browser's ``chat.*`` frames:
+they are a protocol between processes, not something a browser can send.
 
 While it runs, the process touches the answer's heartbeat in the database, so an answer
 whose process died can be told from one whose process is merely slow to answer.
@@ -24,19 +29,23 @@ from django.conf import settings
 
 from chat import conversations
 from chat.conversations import Turn
+from chat.models import Message
 from inference.generation import STOP_BY_USER, STOP_DETACHED, Frame, Generation, Outcome
 
 logger = logging.getLogger(__name__)
 
-# Channel-layer event types (the consumer has a handler for each one it receives).
-FRAME = "chat.frame"
-SNAPSHOT = "chat.snapshot"
-STOP = "chat.stop"
-ATTACH = "chat.attach"
-DETACH = "chat.detach"
-END = "chat.end"  # from the stream to its own listener: the answer is settled
+# Control events, to the process writing an answer (its chat-ctl group).
+STREAM_STOP = "stream.stop"
+STREAM_ATTACH = "stream.attach"
+STREAM_DETACH = "stream.detach"
+STREAM_END = "stream.end"  # from the stream to its own listener: the answer is settled
+# Events to the sockets showing an answer (the consumer has a handler for each).
+VIEWER_FRAME = "viewer.frame"
+VIEWER_SNAPSHOT = "viewer.snapshot"
 LISTENER_END_SECONDS = 5.0
 
+# The streams of this process. Besides naming them, this keeps their tasks referenced:
+# the event loop holds only weak references to tasks.
 _running: dict[int, ChatStream] = {}
 
 
@@ -48,40 +57,21 @@ def control_group(answer_id: int) -> str:
     return f"chat-ctl-{answer_id}"
 
 
-def running(answer_id: int) -> ChatStream | None:
-    """Return the stream of an answer this process is writing, if any."""
-    return _running.get(answer_id)
-
-
-def done_frame(
-    conversation_id: int, message: dict[str, Any], remaining: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The ``done`` frame, from a message as :meth:`chat.models.Message.as_dict` shapes it."""
+def done_frame(message: Message, remaining: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the ``done`` frame of a settled answer, live or re-loaded (one shape for both)."""
+    shown = message.as_dict()
     return {
         "type": "done",
-        "conversation": conversation_id,
-        "answer": message["id"],
-        "status": message["status"],
-        "content": message["content"],
-        "usage": message["usage"],
-        "ttft_ms": message["ttft_ms"],
-        "duration_ms": message["duration_ms"],
-        "finish_reason": message["finish_reason"],
-        "error": message["error"],
+        "conversation": message.conversation_id,
+        "answer": shown["id"],
+        "status": shown["status"],
+        "content": shown["content"],
+        "usage": shown["usage"],
+        "ttft_ms": shown["ttft_ms"],
+        "duration_ms": shown["duration_ms"],
+        "finish_reason": shown["finish_reason"],
+        "error": shown["error"],
         "remaining": remaining,
-    }
-
-
-def _outcome_as_message(answer_id: int, outcome: Outcome) -> dict[str, Any]:
-    return {
-        "id": answer_id,
-        "status": outcome.status,
-        "content": outcome.content,
-        "usage": outcome.usage(),
-        "ttft_ms": outcome.ttft_ms,
-        "duration_ms": outcome.duration_ms,
-        "finish_reason": outcome.finish_reason,
-        "error": {"code": outcome.error_code, "message": outcome.error_message} if outcome.error_code else None,
     }
 
 
@@ -96,7 +86,7 @@ class ChatStream:
         self.layer = get_channel_layer()
         self.present: set[str] = {viewer_channel}
         self.channel = ""
-        self.task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._grace: asyncio.TimerHandle | None = None
@@ -122,7 +112,7 @@ class ChatStream:
         _running[self.answer_id] = self
         self._listener = asyncio.create_task(self._listen())
         self._heartbeat = asyncio.create_task(self._beat())
-        self.task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         try:
@@ -145,7 +135,7 @@ class ChatStream:
         """
         if self._listener is None:
             return
-        await self.layer.send(self.channel, {"type": END})
+        await self.layer.send(self.channel, {"type": STREAM_END})
         try:
             await asyncio.wait_for(asyncio.shield(self._listener), LISTENER_END_SECONDS)
         except TimeoutError:
@@ -155,7 +145,7 @@ class ChatStream:
         while True:
             try:
                 event = await self.layer.receive(self.channel)
-                if event.get("type") == END:
+                if event.get("type") == STREAM_END:
                     return
                 await self._control(event)
             except Exception:
@@ -174,9 +164,9 @@ class ChatStream:
 
     async def _control(self, event: dict[str, Any]) -> None:
         kind, channel = event.get("type"), event.get("channel", "")
-        if kind == STOP:
+        if kind == STREAM_STOP:
             self.generation.stop(STOP_BY_USER)
-        elif kind == ATTACH:
+        elif kind == STREAM_ATTACH:
             self.present.add(channel)
             if self._grace is not None:
                 self._grace.cancel()
@@ -185,7 +175,7 @@ class ChatStream:
             await self.layer.send(
                 channel,
                 {
-                    "type": SNAPSHOT,
+                    "type": VIEWER_SNAPSHOT,
                     "answer": self.answer_id,
                     "start": {**self.start_frame(), "resumed": True},
                     "seq": generation.seq,
@@ -193,14 +183,14 @@ class ChatStream:
                     "reasoning": generation.sent_reasoning,
                 },
             )
-        elif kind == DETACH:
+        elif kind == STREAM_DETACH:
             self.present.discard(channel)
             if not self.present and self._grace is None:
                 loop = asyncio.get_running_loop()
                 self._grace = loop.call_later(settings.CHAT_GRACE_SECONDS, self.generation.stop, STOP_DETACHED)
 
     async def _show(self, frame: dict[str, Any]) -> None:
-        event = {"type": FRAME, "answer": self.answer_id, "frame": frame}
+        event = {"type": VIEWER_FRAME, "answer": self.answer_id, "frame": frame}
         await self.layer.group_send(view_group(self.answer_id), event)
 
     # --- GenerationSink ---------------------------------------------------------------
@@ -233,30 +223,28 @@ class ChatStream:
                     "answer": self.answer_id,
                 }
             )
-        message = _outcome_as_message(self.answer_id, outcome)
-        await self._show(done_frame(self.conversation_id, message, outcome.remaining))
+        answer = conversations.settled_answer(self.answer_id, self.conversation_id, outcome)
+        await self._show(done_frame(answer, outcome.remaining))
 
 
-async def start(turn: Turn, viewer_channel: str) -> ChatStream:
+async def start(turn: Turn, viewer_channel: str) -> None:
     """Start writing the answer of ``turn`` in this process; ``viewer_channel`` is attached."""
-    stream = ChatStream(turn, viewer_channel)
-    await stream.begin()
-    return stream
+    await ChatStream(turn, viewer_channel).begin()
 
 
 async def stop(answer_id: int) -> None:
     """Ask whichever process writes the answer to stop it."""
-    await get_channel_layer().group_send(control_group(answer_id), {"type": STOP})
+    await get_channel_layer().group_send(control_group(answer_id), {"type": STREAM_STOP})
 
 
 async def attach(answer_id: int, channel: str) -> None:
     """Ask for the text so far (sent to ``channel`` as a snapshot) and count it as present."""
-    await get_channel_layer().group_send(control_group(answer_id), {"type": ATTACH, "channel": channel})
+    await get_channel_layer().group_send(control_group(answer_id), {"type": STREAM_ATTACH, "channel": channel})
 
 
 async def detach(answer_id: int, channel: str) -> None:
     """Say ``channel`` went away; with nobody left the grace period starts."""
-    await get_channel_layer().group_send(control_group(answer_id), {"type": DETACH, "channel": channel})
+    await get_channel_layer().group_send(control_group(answer_id), {"type": STREAM_DETACH, "channel": channel})
 
 
 @database_sync_to_async
@@ -266,4 +254,4 @@ def settled_frame(answer_id: int) -> dict[str, Any] | None:
     None while a live process still writes it. Raises ``Message.DoesNotExist`` once deleted.
     """
     message = conversations.settled_or_lost(answer_id)
-    return done_frame(message.conversation_id, message.as_dict()) if message is not None else None
+    return done_frame(message) if message is not None else None

@@ -11,5 +11,4 @@ urlpatterns = [
     path("api/conversations/<int:pk>/", views.conversation_detail, name="api-detail"),
     path("api/conversations/<int:pk>/rename/", views.conversation_rename, name="api-rename"),
     path("api/conversations/<int:pk>/delete/", views.conversation_delete, name="api-delete"),
-    path("api/models/", views.models, name="api-models"),
 ]

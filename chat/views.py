@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import is_member
+from accounts.gates import member_required
 from chat import conversations, streams
 from chat.conversations import ChatRejected
 from chat.models import Conversation
-from inference.engines import model_choices
-from inference.generation import REASONING_EFFORTS, TEMPERATURE_RANGE, allowed_models, max_tokens_limit
-
-View = Callable[..., HttpResponse]
-
-
-def member_required(view: View) -> View:
-    """Members and admins chat; everyone else gets 403 (the nav entry is hidden too)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_member(request.user):
-            raise PermissionDenied("Chat is for members.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+from inference.sampling import REASONING_EFFORTS, TEMPERATURE_RANGE, allowed_models, max_tokens_limit
+from inference.status import model_choices
 
 
 def _owned_or_404(request: HttpRequest, pk: int) -> Conversation:
@@ -74,12 +56,6 @@ def conversation_list(request: HttpRequest) -> JsonResponse:
 @member_required
 def conversation_detail(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"conversation": conversations.detail(_owned_or_404(request, pk))})
-
-
-@require_GET
-@member_required
-def models(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": model_choices(allowed_models(request.user))})
 
 
 @require_POST

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from inference import control
+from inference import desired_state
 from inference.forms import EngineConfigForm
 from inference.models import EngineConfig, EngineState
 
@@ -64,11 +64,15 @@ class EngineConfigAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return state.state if state is not None else "—"
 
     def _apply(self, request: HttpRequest, queryset: QuerySet[EngineConfig], action: str) -> None:
-        change = {"start": control.start_engine, "stop": control.stop_engine, "restart": control.restart_engine}
+        change = {
+            "start": desired_state.start_engine,
+            "stop": desired_state.stop_engine,
+            "restart": desired_state.restart_engine,
+        }
         for config in queryset.select_related("state"):
             try:
                 change[action](config)
-            except control.EngineRefused as exc:
+            except desired_state.EngineRefused as exc:
                 self.message_user(request, exc.message, level=messages.ERROR)
             else:
                 self.message_user(request, f"{config.name}: {action} requested.")

@@ -1,32 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.apps import AppConfig
-
-
-def check_engines() -> dict[str, Any]:
-    """Readiness: each engine's state; not ready only when a ready engine is required and none is."""
-    from django.conf import settings
-
-    from inference.status import snapshot
-
-    engines = snapshot()
-    serving = any(engine["state"] == "ready" for engine in engines)
-    return {
-        "ok": serving or not settings.ENGINE_REQUIRED_FOR_READY,
-        "serving": serving,
-        "engines": [
-            {key: engine[key] for key in ("name", "model", "state", "progress", "message")} for engine in engines
-        ],
-    }
-
-
-def served_model_names() -> list[str]:
-    """Return the model names the configured engines serve."""
-    from inference.models import EngineConfig
-
-    return list(EngineConfig.objects.values_list("served_model_name", flat=True).distinct())
 
 
 class InferenceConfig(AppConfig):
@@ -36,10 +10,17 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from accounts.policies import set_served_models
         from accounts.roles import is_admin
-        from portal.health import register_check
-        from portal.navigation import NavItem, register
+        from inference.health_checks import check_engines, check_engines_ready
+        from inference.status import served_model_names
+        from inference.ws_routes import websocket_urlpatterns
+        from portal.navigation import NavItem
+        from portal.registry import UrlMount, registry
 
-        register(NavItem("Engines", "inference:engines", is_admin, order=500))
+        registry.add("nav_items", NavItem("Engines", "inference:engines", is_admin, order=500))
+        registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
+        registry.put("readiness_checks", "engines", check_engines_ready)
+        registry.add("doctor_checks", check_engines)
+        for route in websocket_urlpatterns:
+            registry.add("websocket_routes", route)
         # Policies may only name served models; accounts asks inference through this callable.
         set_served_models(served_model_names)
-        register_check("engines", check_engines)

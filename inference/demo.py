@@ -15,8 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from inference.launch_command import engine_python
 from inference.models import EngineConfig
-from inference.vllm_args import engine_python
 
 DEMO_NAME = "demo"
 DEMO_SERVED_NAME = "SmolLM2-135M-Instruct"
@@ -106,8 +106,12 @@ def create_demo_engine(
     max_num_seqs: int = 8,
     cpu_kv_cache_gib: int = 1,
 ) -> EngineConfig:
-    """Create the demo engine config (CPU settings, eager mode) with desired state running."""
-    return EngineConfig.objects.create(
+    """Create the demo engine config (CPU settings, eager mode) with desired state running.
+
+    The config is validated like the admin form validates one (``full_clean()``): raises
+    ``ValidationError`` for impossible values, a taken name or port, or a refused flag.
+    """
+    config = EngineConfig(
         name=name,
         served_model_name=DEMO_SERVED_NAME,
         model=str(model_path),
@@ -121,3 +125,6 @@ def create_demo_engine(
         extra_flags="--enforce-eager",
         desired_state=EngineConfig.Desired.RUNNING,
     )
+    config.full_clean()
+    config.save()
+    return config

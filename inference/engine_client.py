@@ -1,6 +1,8 @@
 """The portal's one way to talk to a model: streamed chat completions from a ready engine.
 
 One pooled ``httpx.AsyncClient`` per event loop (Daphne runs one loop per process). The
+pool is never closed on purpose: the web process ends with its loop, and the operating system
+closes its connections; a loop that closed (one per test) has its client dropped. The
 connect, first-token and between-chunk timeouts are separate settings, because a long
 prompt may take a while to prefill, but a stream that stalls mid-answer is broken.
 """
@@ -14,19 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+from inference.engine_router import EngineTarget
 
 
 @dataclass
 class ChatRequest:
-    """One chat completion: structured messages; the engine applies the model's template."""
+    """One chat completion: structured messages; the engine applies the model's template.
+
+    Sent as it is: ``reasoning_effort`` is left out by whoever builds the request for an
+    engine whose model does not reason (:func:`inference.generation.prepare`).
+    """
 
     messages: list[dict[str, str]]
     max_tokens: int
-    model: str | None = None
     temperature: float | None = None
     top_p: float | None = None
     reasoning_effort: str | None = None
@@ -47,10 +51,10 @@ class ChatDelta:
 class EngineError(Exception):
     """The engine could not answer.
 
-    ``code`` is one of 'engine_unavailable' (no ready engine; ``state`` and ``progress``
-    say why), 'engine_timeout', 'engine_error' (vLLM answered with an HTTP error; ``status``
-    is its status code and ``message`` its explanation), 'engine_disconnected' (the stream
-    broke off mid-answer).
+    ``code`` is one of 'engine_unavailable' (the engine does not accept connections: it
+    stopped between the pick and the request), 'engine_timeout', 'engine_error' (vLLM
+    answered with an HTTP error; ``status`` is its status code and ``message`` its
+    explanation), 'engine_disconnected' (the stream broke off mid-answer).
     """
 
     def __init__(
@@ -58,15 +62,11 @@ class EngineError(Exception):
         code: str,
         message: str,
         *,
-        state: str | None = None,
-        progress: float | None = None,
         status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.state = state
-        self.progress = progress
         self.status = status
 
 
@@ -92,13 +92,6 @@ def _client() -> httpx.AsyncClient:
     return client
 
 
-async def aclose_client() -> None:
-    """Close this event loop's pooled client (e.g. at shutdown or the end of a test)."""
-    client = _pool.clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
-
-
 def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": target.served_model,
@@ -111,7 +104,7 @@ def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
-    if request.reasoning_effort is not None and target.reasoning:
+    if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
     if request.priority is not None and target.priority_scheduling:
         body["priority"] = request.priority
@@ -149,18 +142,12 @@ def _delta(chunk: dict[str, Any]) -> ChatDelta | None:
     return None
 
 
-async def stream_chat(request: ChatRequest, target: EngineTarget | None = None) -> AsyncIterator[ChatDelta]:
-    """Stream one chat completion from ``target``, or the least-loaded ready engine serving the model.
+async def stream_chat(request: ChatRequest, target: EngineTarget) -> AsyncIterator[ChatDelta]:
+    """Stream one chat completion from ``target`` (the engine picked when the request was prepared).
 
     Yields deltas as they arrive; the last one carries ``usage``. Raises :class:`EngineError`.
     Closing the generator closes the HTTP response, which makes vLLM abort the request.
     """
-    if target is None:
-        try:
-            # database_sync_to_async closes the thread's stale connections around the query.
-            target = await database_sync_to_async(pick_engine)(request.model)
-        except EngineUnavailable as exc:
-            raise EngineError("engine_unavailable", exc.message, state=exc.state, progress=exc.progress) from exc
     headers = {"Authorization": f"Bearer {target.api_key}"}
     if request.request_id:
         headers["X-Request-Id"] = request.request_id
@@ -178,7 +165,7 @@ async def stream_chat(request: ChatRequest, target: EngineTarget | None = None) 
         raise EngineError("engine_timeout", f"the engine {target.name} did not answer in time") from exc
     except httpx.ConnectError as exc:
         raise EngineError(
-            "engine_unavailable", f"the engine {target.name} is not answering — try again shortly", state="crashed"
+            "engine_unavailable", f"the engine {target.name} is not answering — try again shortly"
         ) from exc
     except httpx.HTTPError as exc:
         raise EngineError("engine_disconnected", f"the engine {target.name} dropped the connection") from exc

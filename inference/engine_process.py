@@ -26,8 +26,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from inference.diagnosis import progress_of
+from inference.launch_command import Launch, display_command
 from inference.process_guard import GUARD_PREFIX
-from inference.vllm_args import Launch, display_command
 
 # Lines of one launch kept in memory for diagnosis (the file keeps everything).
 KEPT_LINES = 3000
@@ -167,7 +167,7 @@ class EngineProcess:
         # The guard is our child; vLLM is the guard's. Both die when we die (see process_guard).
         # The guard runs isolated (-I) from its file and vLLM in the log directory, so no
         # package of the portal's repository is on either one's import path.
-        self.guard = subprocess.Popen(  # noqa: S603 - argv built by vllm_args from a validated config
+        self.guard = subprocess.Popen(  # noqa: S603 - argv built by launch_command from a validated config
             [
                 sys.executable,
                 "-I",

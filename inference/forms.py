@@ -8,17 +8,16 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from inference.control import memory_plan
+from inference.desired_state import memory_plan
 from inference.models import EngineConfig
-from inference.vllm_args import parse_extra_flags
 
 
 class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
     """Validate an engine config; refuse a running config the planner says cannot fit.
 
-    The model's validators bound each number and its ``clean()`` refuses combinations vLLM
-    refuses; this form adds the flag allow-list, the portal's own port, and the memory plan
-    (overridable with ``ignore_memory_plan``).
+    The model's validators bound each number and check the flag allow-list, and its
+    ``clean()`` refuses combinations vLLM refuses; this form adds the portal's own port and
+    the memory plan (overridable with ``ignore_memory_plan``).
     """
 
     class Meta:
@@ -48,9 +47,8 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
         widgets = {"extra_flags": forms.Textarea(attrs={"rows": 3})}
 
     def clean_extra_flags(self) -> str:
-        text = str(self.cleaned_data.get("extra_flags") or "").strip()
-        parse_extra_flags(text)
-        return text
+        # The allow-list itself is the model field's validator (inference.vllm_flags).
+        return str(self.cleaned_data.get("extra_flags") or "").strip()
 
     def clean_port(self) -> int:
         port = int(self.cleaned_data["port"])

@@ -2,7 +2,8 @@
 
 Shared by the browser chat (``chat/streams.py``) and the ``/v1`` API. The caller:
 
-1. parses the request's parameters with :func:`parse_sampling` (one set of ranges for both),
+1. parses the request's parameters with :func:`inference.sampling.parse_sampling` (one set
+   of ranges for both),
 2. calls :func:`prepare` in a sync context: it picks a ready engine and reserves quota, and
    refuses with :class:`GenerationRejected` before anything was saved,
 3. runs :meth:`Generation.run` as an asyncio task and receives the start, the coalesced
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
@@ -33,137 +33,19 @@ from django.db import transaction
 from accounts.ledger import QuotaRefused, check_model, reserve, settle, settle_lost
 from accounts.models import Reservation
 from accounts.policies import EffectivePolicy, effective_policy
+from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
-from inference.engines import EngineTarget, EngineUnavailable, pick_engine
+from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.prompt_tokens import count_prompt_tokens
+from inference.rejections import GenerationRejected
+from inference.sampling import Sampling
 
 logger = logging.getLogger(__name__)
 
-REASONING_EFFORTS = ("low", "medium", "high")
-TEMPERATURE_RANGE = (0.0, 2.0)
-SAMPLING_FIELDS = frozenset({"model", "temperature", "top_p", "max_tokens", "reasoning_effort"})
-
-# How an answer ended (the chat stores it on the message; the API maps it to finish reasons).
-COMPLETE = "complete"
-STOPPED = "stopped"
-INTERRUPTED = "interrupted"
-ERROR = "error"
-
-# Why a generation was stopped from outside.
-STOP_BY_USER = "stopped"
-STOP_DETACHED = "detached"
-# The error code of an answer whose task was cancelled without stop() (e.g. at shutdown).
-CANCELLED = "cancelled"
-
-
-class GenerationRejected(Exception):
-    """A request that cannot start; ``code`` and ``message`` go to the client, ``details`` too."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Validated generation parameters; ``max_tokens`` is already within the user's limit."""
-
-    model: str | None
-    temperature: float | None
-    top_p: float | None
-    max_tokens: int
-    reasoning_effort: str | None
-
-
-def max_tokens_limit(user: Any) -> int:
-    """Return the most tokens one answer of ``user`` may have.
-
-    The site's ``GENERATION_MAX_TOKENS_LIMIT``, lowered by the user's policy.
-    """
-    limit: int = settings.GENERATION_MAX_TOKENS_LIMIT
-    own = effective_policy(user).max_tokens_per_answer
-    return limit if own is None else min(limit, own)
-
-
-def allowed_models(user: Any) -> frozenset[str] | None:
-    """Return the served model names ``user`` may use (None: all), for the model picker."""
-    policy = effective_policy(user)
-    return None if policy.all_models else policy.model_names
-
-
-def storable_text(value: Any) -> bool:
-    """Return whether ``value`` is a string that can be stored and sent as it is.
-
-    JSON may spell lone surrogates (``"\\ud800"``), which UTF-8 cannot encode, and NUL,
-    which PostgreSQL cannot store: both would fail only when saved, after validation.
-    """
-    if not isinstance(value, str) or "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _number(raw: Mapping[str, Any], name: str, low: float, high: float, *, low_open: bool = False) -> float | None:
-    value = raw.get(name)
-    if value is None:
-        return None
-    # bool is an int in Python, but "temperature": true is a client bug, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise GenerationRejected("invalid_params", f"{name} must be a number", field=name)
-    try:
-        number = float(value)
-    except OverflowError:
-        # A whole number too large for a float (JSON allows any number of digits): out of range.
-        number = math.inf if value > 0 else -math.inf
-    else:
-        if not math.isfinite(number):
-            raise GenerationRejected("invalid_params", f"{name} must be a finite number", field=name)
-    if number < low or number > high or (low_open and number == low):
-        bound = f"above {low:g}" if low_open else f"at least {low:g}"
-        raise GenerationRejected("invalid_params", f"{name} must be {bound} and at most {high:g}", field=name)
-    return number
-
-
-def parse_sampling(raw: Mapping[str, Any], user: Any) -> Sampling:
-    """Validate ``model``, ``temperature``, ``top_p``, ``max_tokens`` and ``reasoning_effort``.
-
-    Missing or null values mean the default. ``max_tokens`` above the user's limit is
-    clamped to it; anything malformed or out of range raises :class:`GenerationRejected`
-    with code ``invalid_params`` and the offending ``field``.
-    """
-    unknown = sorted(set(raw) - SAMPLING_FIELDS)
-    if unknown:
-        raise GenerationRejected("invalid_params", f"unknown parameter {unknown[0]!r}", field=unknown[0])
-    model = raw.get("model")
-    if model is not None and (not storable_text(model) or len(model) > 200):
-        raise GenerationRejected("invalid_params", "model must be a model name", field="model")
-    temperature = _number(raw, "temperature", *TEMPERATURE_RANGE)
-    top_p = _number(raw, "top_p", 0.0, 1.0, low_open=True)
-    limit = max_tokens_limit(user)
-    max_tokens = raw.get("max_tokens")
-    if max_tokens is None:
-        max_tokens = min(settings.GENERATION_MAX_TOKENS_DEFAULT, limit)
-    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise GenerationRejected("invalid_params", "max_tokens must be a whole number", field="max_tokens")
-    elif max_tokens < 1:
-        raise GenerationRejected("invalid_params", "max_tokens must be at least 1", field="max_tokens")
-    effort = raw.get("reasoning_effort") or None
-    if effort is not None and effort not in REASONING_EFFORTS:
-        raise GenerationRejected(
-            "invalid_params", "reasoning_effort must be low, medium or high", field="reasoning_effort"
-        )
-    return Sampling(
-        model=model or None,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=min(max_tokens, limit),
-        reasoning_effort=effort,
-    )
+# Why a generation was stopped from outside (see Generation.stop); a detached answer keeps
+# the reason as its error code.
+STOP_BY_USER = "by_user"
+STOP_DETACHED = DETACHED
 
 
 @dataclass(frozen=True)
@@ -229,9 +111,8 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> dict[str, Any] | None:
     prompt = outcome.prompt_tokens
     if prompt is None:
         prompt = reservation.prompt_tokens if outcome.completion_tokens else 0
-    return settle(
-        reservation, prompt_tokens=prompt, completion_tokens=outcome.completion_tokens, outcome=outcome.status
-    )
+    completion = outcome.completion_tokens
+    return settle(reservation, prompt_tokens=prompt, completion_tokens=completion, outcome=outcome.status)
 
 
 def settle_lost_usage(request_ids: list[str]) -> int:
@@ -264,7 +145,6 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
     request = ChatRequest(
         messages=messages,
         max_tokens=sampling.max_tokens,
-        model=target.served_model,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
@@ -310,13 +190,7 @@ class Outcome:
 
     def usage(self) -> dict[str, Any]:
         """Token counts as the clients see them (``estimated`` when the engine sent none)."""
-        total = (self.prompt_tokens or 0) + self.completion_tokens
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": total,
-            "estimated": self.usage_estimated,
-        }
+        return token_usage(self.prompt_tokens, self.completion_tokens, self.usage_estimated)
 
 
 class GenerationSink(Protocol):
@@ -374,7 +248,7 @@ class Generation:
         self._task = asyncio.current_task()
         self._started = time.monotonic()
         writer = asyncio.create_task(self._write_frames())
-        status, error_code, error_message = COMPLETE, "", ""
+        status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False
         try:
             await self.sink.on_start(self)
@@ -390,19 +264,19 @@ class Generation:
             # Stop, nobody watching, or shutdown: leaving the ``async with`` closed the upstream stream.
             cancelled = True
             if self.stop_reason == STOP_BY_USER:
-                status = STOPPED
+                status = AnswerStatus.STOPPED
             elif self.stop_reason == STOP_DETACHED:
-                status, error_code = INTERRUPTED, STOP_DETACHED
+                status, error_code = AnswerStatus.INTERRUPTED, DETACHED
                 error_message = "nobody was watching, so the answer was stopped"
             else:
-                status, error_code = INTERRUPTED, CANCELLED
+                status, error_code = AnswerStatus.INTERRUPTED, CANCELLED
                 error_message = "the portal stopped writing this answer (it was shutting down)"
         except EngineError as exc:
-            status = INTERRUPTED if self._token_chunks else ERROR
+            status = AnswerStatus.INTERRUPTED if self._token_chunks else AnswerStatus.ERROR
             error_code, error_message = exc.code, exc.message
         except Exception:
             logger.exception("generation %s failed", self.prepared.request.request_id)
-            status = INTERRUPTED if self._token_chunks else ERROR
+            status = AnswerStatus.INTERRUPTED if self._token_chunks else AnswerStatus.ERROR
             error_code, error_message = "internal_error", "the portal failed while streaming this answer"
         self._settling = True
         outcome = await asyncio.shield(self._finish(writer, status, error_code, error_message))
@@ -497,7 +371,7 @@ class Generation:
 
     def _settle(self, outcome: Outcome) -> None:
         with transaction.atomic():
-            # The stored answer first, then the ledger: the lost-answer sweep locks them in
-            # that order too (it marks the message, then settles), so the two cannot deadlock.
+            # Lock order (docs/architecture.md): the answer (conversation level), then the
+            # ledger, then the audit chain, as begin_turn takes them.
             self.sink.persist(outcome)
             outcome.remaining = settle_usage(self.prepared, outcome)

@@ -7,9 +7,13 @@ and :class:`EngineSample`; it reconciles the actual process with the desired sta
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+
+from inference.vllm_flags import parse_extra_flags, validate_extra_flags
 
 SERVED_NAME_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
@@ -120,6 +124,7 @@ class EngineConfig(models.Model):
     extra_flags = models.TextField(
         blank=True,
         default="",
+        validators=[validate_extra_flags],
         help_text="More `vllm serve` flags from the allow-list, e.g. `--enforce-eager --max-num-batched-tokens 2048`.",
     )
     desired_state = models.CharField(max_length=16, choices=Desired.choices, default=Desired.STOPPED)
@@ -139,14 +144,24 @@ class EngineConfig(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the config; raise ``ValidationError`` when its extra flags are refused.
+
+        Field validators run only in ``full_clean()``, which the admin form calls but the ORM
+        and the shell do not: the allow-list guards the engine's command line, so it is checked
+        on every save that writes the flags. (The launch command checks them once more.)
+        """
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "extra_flags" in update_fields:
+            validate_extra_flags(self.extra_flags)
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         """Refuse setting combinations vLLM refuses at start-up, as field errors.
 
         Raises ``ValidationError`` keyed by field. Invalid extra flags are left to the
         field's own validation.
         """
-        from inference.vllm_args import parse_extra_flags
-
         try:
             flags = dict(parse_extra_flags(self.extra_flags or ""))
         except ValidationError:

@@ -23,7 +23,7 @@ import logging
 import httpx
 from django.conf import settings
 
-from inference.engines import EngineTarget
+from inference.engine_router import EngineTarget
 
 logger = logging.getLogger(__name__)
 

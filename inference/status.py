@@ -1,34 +1,153 @@
-"""What users and admins see of the engines: a JSON snapshot, pushed over /ws/status/."""
+"""Engine state as people see it, from one place: for the chat, for admins and for the model picker.
+
+The supervisor writes each engine's actual state to the database; everything here reads it.
+:func:`describe` turns one engine's row into its *effective* state (a state whose supervisor
+stopped its heartbeat is not trusted) and the sentence users see ("model loading 45%"). The
+rest are the shapes built from it:
+
+- :func:`snapshot`: every engine's public state (readiness, the ``/ws/status/`` push),
+- :func:`model_choices`: one entry per served model, the best engine's state (the model picker),
+- :func:`public_state`: both of those from one query (what ``/ws/status/`` pushes),
+- :func:`admin_snapshot`: the public state plus process and failure details (the engine pages
+  and ``manage.py engine status``),
+- :func:`rank`: which engine best serves a model (the request router picks the first).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from inference.engines import describe
-from inference.models import EngineConfig
+from django.conf import settings
+from django.utils import timezone
 
-STATUS_GROUP = "engine-status"
+from inference.models import EngineConfig, EngineState
+
+
+@dataclass(frozen=True)
+class EngineView:
+    """An engine as users may see it: its effective state and a sentence about it."""
+
+    name: str
+    served_model: str
+    state: str
+    progress: float | None
+    message: str
+    reasoning: bool
+    load: int
+
+
+# Which not-ready state best describes a model served by several engines (most hopeful first).
+_HOPE = {"loading": 0, "starting": 1, "crashed": 2, "stopped": 3, "crash_loop": 4}
+
+
+def supervisor_alive(state: EngineState | None) -> bool:
+    """True when the supervisor wrote a heartbeat recently enough to trust ``state``."""
+    if state is None or state.heartbeat_at is None:
+        return False
+    return timezone.now() - state.heartbeat_at <= timedelta(seconds=settings.ENGINE_HEARTBEAT_TIMEOUT)
+
+
+def describe(config: EngineConfig) -> EngineView:
+    """Return the effective state of one engine and the sentence users see for it."""
+    state: EngineState | None = getattr(config, "state", None)
+    effective = state.state if state is not None and supervisor_alive(state) else EngineState.State.STOPPED
+    progress = state.progress if state is not None and effective == EngineState.State.LOADING else None
+    if effective == EngineState.State.STOPPING:
+        effective = EngineState.State.STOPPED
+    message = _message(effective, progress, config, state)
+    load = (state.running_requests + state.waiting_requests) if state is not None else 0
+    return EngineView(
+        name=config.name,
+        served_model=config.served_model_name,
+        state=effective,
+        progress=progress,
+        message=message,
+        reasoning=bool(config.reasoning_parser),
+        load=load,
+    )
+
+
+def _message(effective: str, progress: float | None, config: EngineConfig, state: EngineState | None) -> str:
+    if effective == EngineState.State.READY:
+        return "ready"
+    if effective == EngineState.State.LOADING:
+        return f"model loading {round(progress * 100)}%" if progress is not None else "model loading"
+    if effective == EngineState.State.STARTING:
+        return "engine starting"
+    if effective == EngineState.State.CRASHED:
+        return "engine restarting after a crash — an admin has been told"
+    if effective == EngineState.State.CRASH_LOOP:
+        return "engine failed repeatedly and was stopped — an admin has been told"
+    # Crashes are mailed to the admins by the supervisor (see inference.alerts); a dead supervisor
+    # or a stopped engine tells nobody, so users are asked to.
+    if config.desired_state == EngineConfig.Desired.RUNNING and not supervisor_alive(state):
+        return "engine supervisor is not running — please tell an admin"
+    return "engine stopped — please ask an admin to start it"
+
+
+def rank(view: EngineView) -> tuple[int, int, str]:
+    """Order engines by how well they serve now: ready ones first, least loaded first; then
+    the most hopeful of the rest (loading before starting before crashed ...)."""
+    if view.state == EngineState.State.READY:
+        return (-1, view.load, view.name)
+    return (_HOPE.get(view.state, 9), 0, view.name)
+
+
+def engines() -> list[EngineConfig]:
+    """Return every engine config with its state row, by name (one query)."""
+    return list(EngineConfig.objects.select_related("state").order_by("name"))
+
+
+def _state_of(view: EngineView) -> dict[str, Any]:
+    return {"state": view.state, "progress": view.progress, "message": view.message, "reasoning": view.reasoning}
+
+
+def _public(view: EngineView) -> dict[str, Any]:
+    return {"name": view.name, "model": view.served_model, **_state_of(view)}
+
+
+def _choices(views: list[EngineView], allowed: frozenset[str] | None) -> list[dict[str, Any]]:
+    best: dict[str, EngineView] = {}
+    for view in views:
+        if allowed is not None and view.served_model not in allowed:
+            continue
+        current = best.get(view.served_model)
+        if current is None or rank(view) < rank(current):
+            best[view.served_model] = view
+    ordered = sorted(best.values(), key=lambda view: view.served_model)
+    return [{"model": view.served_model, "engine": view.name, **_state_of(view)} for view in ordered]
 
 
 def snapshot() -> list[dict[str, Any]]:
-    """Return the public state of every engine (name, model, state, progress, message)."""
-    return [
-        {
-            "name": view.name,
-            "model": view.served_model,
-            "state": view.state,
-            "progress": view.progress,
-            "message": view.message,
-            "reasoning": view.reasoning,
-        }
-        for view in (describe(config) for config in EngineConfig.objects.select_related("state").order_by("name"))
-    ]
+    """Return the public state of every engine (name, model, state, progress, message, reasoning)."""
+    return [_public(describe(config)) for config in engines()]
+
+
+def model_choices(allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Return one entry per served model (only ``allowed`` ones unless None), with its best engine's state.
+
+    Each entry: model, engine, state, progress, message, reasoning.
+    """
+    return _choices([describe(config) for config in engines()], allowed)
+
+
+def public_state(allowed: frozenset[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Return ``{"engines": snapshot(), "models": model_choices(allowed)}`` from one read of the database."""
+    views = [describe(config) for config in engines()]
+    return {"engines": [_public(view) for view in views], "models": _choices(views, allowed)}
+
+
+def served_model_names() -> list[str]:
+    """Return the model names the configured engines serve (what a policy may name)."""
+    return list(EngineConfig.objects.values_list("served_model_name", flat=True).distinct())
 
 
 def admin_snapshot() -> list[dict[str, Any]]:
     """Return what admins see of every engine: the public state plus process and failure details."""
     rows = []
-    for config in EngineConfig.objects.select_related("state").order_by("name"):
+    for config in engines():
         view = describe(config)
         state = getattr(config, "state", None)
         rows.append(

@@ -10,7 +10,7 @@ retrying and reports a crash loop until an admin starts the engine again.
 A ready engine is still asked for ``/health`` every :data:`READY_HEALTH_INTERVAL` seconds;
 after :data:`HEALTH_FAILURES` failed checks in a row it counts as hung and is treated like a
 crash. Entering ``crashed`` (the first crash of a streak) or ``crash_loop`` is logged at
-ERROR and mailed to the portal's admins.
+ERROR and mailed to the portal's admins (:mod:`inference.alerts`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import secrets
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -29,16 +29,16 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import get_connection, send_mail
 from django.db import close_old_connections
 from django.utils import timezone
 
 from inference import telemetry
+from inference.alerts import tell_admins
 from inference.diagnosis import Diagnosis, diagnose
-from inference.engine_process import EngineProcess, engine_log_path, note
-from inference.engines import supervisor_alive
+from inference.engine_process import EngineProcess, note
+from inference.launch_command import LOOPBACK, build_launch, engine_python
 from inference.models import EngineConfig, EngineState
-from inference.vllm_args import LOOPBACK, build_launch, engine_python
+from inference.status import supervisor_alive
 
 log = logging.getLogger(__name__)
 State = EngineState.State
@@ -51,8 +51,6 @@ READY_HEALTH_INTERVAL = 5.0
 READY_HEALTH_TIMEOUT = 5.0
 # Failed checks in a row before a ready engine counts as hung (about 15-30 s of silence).
 HEALTH_FAILURES = 3
-# A mail server that does not answer must not stall the reconcile loop for long.
-MAIL_TIMEOUT = 10.0
 
 
 @dataclass
@@ -67,7 +65,6 @@ class Runner:
     previous_metrics: tuple[datetime, telemetry.MetricsReading] | None = None
     health_failures: int = 0
     warned_foreign: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Supervisor:
@@ -383,44 +380,3 @@ class Supervisor:
         for name, value in values.items():
             setattr(row, name, value)
             changed.add(name)
-
-
-def admin_addresses() -> list[str]:
-    """Return the mail addresses of active portal admins (and superusers) plus settings.ADMINS."""
-    from django.contrib.auth import get_user_model
-    from django.db.models import Q
-
-    from accounts.roles import ADMINS
-
-    users = get_user_model().objects.filter(is_active=True).filter(Q(is_superuser=True) | Q(groups__name=ADMINS))
-    addresses = [str(email) for email in users.exclude(email="").values_list("email", flat=True)]
-    addresses += [admin[1] if isinstance(admin, (tuple, list)) else str(admin) for admin in settings.ADMINS]
-    return sorted(set(addresses))
-
-
-def tell_admins(config: EngineConfig, message: str, diagnosis: Diagnosis) -> None:
-    """Mail the portal's admins that ``config`` crashed, with the diagnosis and what to change.
-
-    Uses the configured email backend. Never raises: a mail failure is logged, and the
-    engine pages show the same diagnosis anyway.
-    """
-    recipients = admin_addresses()
-    if not recipients:
-        log.warning("engine %s failed, but no admin has a mail address to tell", config.name)
-        return
-    lines = [message, "", diagnosis.summary, "", "What to change:"]
-    lines += [f"- {remedy}" for remedy in diagnosis.remedies]
-    if diagnosis.evidence:
-        lines += ["", f"Log line: {diagnosis.evidence}"]
-    lines += ["", f"Engine page: /engines/{config.name}/ of the portal (log: {engine_log_path(config.name)})"]
-    subject = " ".join(f"[portal] engine {config.name}: {diagnosis.summary}".split())[:200]
-    try:
-        send_mail(
-            subject,
-            "\n".join(lines),
-            None,
-            recipients,
-            connection=get_connection(timeout=MAIL_TIMEOUT),
-        )
-    except Exception:  # a broken mail setup must not take the supervisor down
-        log.exception("engine %s: could not mail the admins", config.name)

@@ -7,8 +7,6 @@ engines; members and auditors get 403.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -19,33 +17,20 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import is_admin
-from inference import control, status, telemetry
+from accounts.gates import admin_required
+from inference import desired_state, status, telemetry
 from inference.engine_process import engine_log_path
 from inference.models import EngineConfig
 
-View = Callable[..., HttpResponse]
 ACTIONS: dict[str, Callable[[EngineConfig], None]] = {
-    "start": control.start_engine,
-    "stop": control.stop_engine,
-    "restart": control.restart_engine,
+    "start": desired_state.start_engine,
+    "stop": desired_state.stop_engine,
+    "restart": desired_state.restart_engine,
 }
 
 
-def admin_only(view: View) -> View:
-    """Refuse everyone but admins with 403 (anonymous users are sent to log in by middleware)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_admin(request.user):
-            raise PermissionDenied("Only admins manage engines.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
 @require_GET
-@admin_only
+@admin_required
 def engine_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
@@ -55,19 +40,19 @@ def engine_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@admin_only
+@admin_required
 def engine_detail(request: HttpRequest, name: str) -> HttpResponse:
     config = get_object_or_404(EngineConfig.objects.select_related("state"), name=name)
     row = next(item for item in status.admin_snapshot() if item["name"] == name)
     return render(
         request,
         "inference/engine_detail.html",
-        {"config": config, "engine": row, "plan": control.memory_plan(config), "log_path": engine_log_path(name)},
+        {"config": config, "engine": row, "plan": desired_state.memory_plan(config), "log_path": engine_log_path(name)},
     )
 
 
 @require_POST
-@admin_only
+@admin_required
 def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     config = get_object_or_404(EngineConfig.objects.select_related("state"), name=name)
     change = ACTIONS.get(action)
@@ -75,7 +60,7 @@ def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
         raise PermissionDenied("Unknown action.")
     try:
         change(config)
-    except control.EngineRefused as exc:
+    except desired_state.EngineRefused as exc:
         messages.error(request, f"{exc.message} Edit the engine and tick “ignore memory plan” to start it anyway.")
     else:
         messages.success(request, f"{config.name}: {action} requested; the supervisor carries it out.")
@@ -87,7 +72,7 @@ def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
 
 @never_cache
 @require_GET
-@admin_only
+@admin_required
 def status_json(request: HttpRequest) -> JsonResponse:
     """Everything the engine pages refresh every few seconds.
 
@@ -100,7 +85,7 @@ def status_json(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 @require_GET
-@admin_only
+@admin_required
 def metrics_json(request: HttpRequest, name: str) -> JsonResponse:
     config = get_object_or_404(EngineConfig, name=name)
     return JsonResponse({"engine": name, "samples": telemetry.recent_samples(config)})

@@ -6,9 +6,7 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from accounts.roles import is_admin
-        from portal.navigation import NavItem, register
+        from portal.navigation import NavItem
+        from portal.registry import registry
 
-        register(NavItem("Home", "home", lambda user: True, order=0))
-        register(NavItem("Account", "account", lambda user: True, order=900))
-        register(NavItem("Admin", "admin:index", is_admin, order=950))
+        registry.add("nav_items", NavItem("Home", "home", lambda user: True, order=0))

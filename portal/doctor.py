@@ -14,10 +14,12 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
+
+from portal.ports import port_is_free
+from portal.registry import registry
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -56,8 +58,6 @@ def _portal_answers(host: str, port: int) -> bool:
 
 def check_port() -> Finding:
     """Is the configured port free, or already served by a portal?"""
-    from portal.management.commands.runportal import port_is_free
-
     host, port = settings.PORTAL_HOST, settings.PORTAL_PORT
     if port_is_free(host, port):
         return Finding("port", OK, f"{host}:{port} is free for the portal.")
@@ -140,42 +140,6 @@ def check_services() -> Iterator[Finding]:
             )
 
 
-def check_engines() -> Iterator[Finding]:
-    """Engine venv, model paths, supervisor heartbeat and each engine's state."""
-    from inference.engines import describe, supervisor_alive
-    from inference.models import EngineConfig
-
-    vllm = Path(settings.ENGINE_VENV) / "bin" / "vllm"
-    if not vllm.exists():
-        yield Finding("engine install", FAIL, f"{vllm} is missing.", "Run `make engine` (make run does it).")
-    configs = list(EngineConfig.objects.select_related("state"))
-    if not configs:
-        yield Finding(
-            "engines", WARN, "No engine is configured.", "make run creates the demo engine; or add one in admin."
-        )
-    for config in configs:
-        label = f"engine {config.name}"
-        if config.model.startswith("/") and not Path(config.model).is_dir():
-            yield Finding(label, FAIL, f"Model folder {config.model} does not exist.", "Fix the model path in admin.")
-            continue
-        view = describe(config)
-        state = getattr(config, "state", None)
-        if config.desired_state == EngineConfig.Desired.RUNNING and not supervisor_alive(state):
-            yield Finding(
-                label,
-                FAIL,
-                "It should run, but no supervisor has reported for it recently.",
-                "Start the supervisor: `python manage.py runengine` (make run starts it).",
-            )
-        elif view.state == "ready":
-            yield Finding(label, OK, f"ready, serving {config.served_model_name}.")
-        elif view.state in ("crashed", "crash_loop"):
-            diagnosis = state.diagnosis if state is not None else ""
-            yield Finding(label, FAIL, f"{view.message}. {diagnosis}".strip(), "See the Engines page for the log.")
-        else:
-            yield Finding(label, WARN if view.state != "stopped" else OK, view.message)
-
-
 def check_websocket(url: str) -> Finding:
     """Does a WebSocket upgrade sent to ``url`` reach the portal (through any proxy in between)?
 
@@ -184,6 +148,10 @@ def check_websocket(url: str) -> Finding:
     redirect, 200, 400 or 404.
     """
     parts = urlsplit(url)
+    # A route an app registered (the first: the engine status socket), so the probe reaches
+    # a consumer and not the router's "no route" error.
+    routes = registry["websocket_routes"]
+    probe_path = "/" + str(routes[0].pattern).strip("^$") if routes else "/ws/"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Finding("websocket", FAIL, f"{url!r} is not an http(s) URL.", "Give the address people open.")
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -197,7 +165,7 @@ def check_websocket(url: str) -> Finding:
         "Origin": origin,
     }
     try:
-        connection.request("GET", "/ws/status/", headers=headers)
+        connection.request("GET", probe_path, headers=headers)
         response = connection.getresponse()
         status = response.status
     except OSError as exc:
@@ -209,7 +177,7 @@ def check_websocket(url: str) -> Finding:
     return Finding(
         "websocket",
         FAIL,
-        f"A WebSocket upgrade to {origin}/ws/status/ came back as HTTP {status}: something in between drops it.",
+        f"A WebSocket upgrade to {origin}{probe_path} came back as HTTP {status}: something in between drops it.",
         "Pass the Upgrade and Connection headers in the proxy (deploy/nginx.conf shows how).",
     )
 
@@ -222,7 +190,8 @@ def run_checks(url: str | None = None) -> list[Finding]:
         check_port,
         check_bind_address,
         check_allowed_hosts,
-        check_engines,
+        # The apps' own checks (the inference app's engine checks, ...), from the registry.
+        *registry["doctor_checks"],
     ]
     findings: list[Finding] = []
     for check in checks:

@@ -1,9 +1,11 @@
 """Readiness checks: is each part the portal depends on answering?
 
-Each check is bounded in time (the database and Redis clients have connect and read timeouts
-in settings; the channel-layer round trip is cut off here), so /readyz answers even when a
-part hangs. The full report, with error texts and engine names, is logged and shown to
-admins only: anonymous load balancers get an ``ok`` flag per part and nothing else.
+The portal checks its own parts; the apps add theirs to the registry's ``readiness_checks``
+store (a check returns a dict with at least ``ok``). Each check is bounded in time (the
+database and Redis clients have connect and read timeouts in settings; the channel-layer
+round trip is cut off here), so /readyz answers even when a part hangs. The full report,
+with error texts and engine names, is logged and shown to admins only: anonymous load
+balancers get an ``ok`` flag per part and nothing else.
 """
 
 from __future__ import annotations
@@ -19,18 +21,14 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
 
+from portal.registry import registry
+
 logger = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], dict[str, Any]]
 Report = dict[str, dict[str, Any]]
-_extra_checks: dict[str, ReadinessCheck] = {}
 
 CHANNEL_LAYER_TIMEOUT = 2.0
-
-
-def register_check(name: str, check: ReadinessCheck) -> None:
-    """Add a named readiness check; it returns a dict with at least ``ok``."""
-    _extra_checks[name] = check
 
 
 def check_database() -> dict[str, Any]:
@@ -76,7 +74,8 @@ def readiness() -> tuple[bool, Report]:
         "database": check_database,
         "cache": check_cache,
         "channel_layer": check_channel_layer,
-        **_extra_checks,
+        # The apps' checks (the inference app's "engines", ...), from the registry.
+        **registry["readiness_checks"],
     }
     report: Report = {}
     for name, check in checks.items():

@@ -1,4 +1,8 @@
-"""The navigation bar: each app registers its entries with the role that may see them."""
+"""The navigation bar: each app adds its entries to the registry with the role that may see them.
+
+An app calls ``registry.add("nav_items", NavItem(...))`` in ``ready()``; this module reads the
+``nav_items`` store and shows each user the entries their role may use, by ``order``.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,17 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 
+from portal.registry import registry
+
 
 @dataclass(frozen=True)
 class NavItem:
+    """One entry: shown to users for whom ``visible(user)`` is true, linking to ``url_name``."""
+
     label: str
     url_name: str
     visible: Callable[[Any], bool]
     order: int = 100
-
-
-_items: list[NavItem] = []
-
-
-def register(item: NavItem) -> None:
-    """Add an entry to the navigation bar (called from an app's ``ready()``)."""
-    if any(existing.url_name == item.url_name for existing in _items):
-        return
-    _items.append(item)
-    _items.sort(key=lambda entry: entry.order)
 
 
 def items_for(user: Any) -> list[dict[str, str]]:
@@ -35,7 +32,7 @@ def items_for(user: Any) -> list[dict[str, str]]:
         return []
     return [
         {"label": item.label, "url": reverse(item.url_name), "name": item.url_name}
-        for item in _items
+        for item in sorted(registry["nav_items"], key=lambda entry: entry.order)
         if item.visible(user)
     ]
 

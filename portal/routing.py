@@ -1,9 +1,8 @@
-"""WebSocket URL routes of the portal, collected from the apps."""
+"""WebSocket URL routes of the portal: what the apps put in the registry's ``websocket_routes``."""
 
 from django.urls import URLPattern, URLResolver
 
-from chat.routing import websocket_urlpatterns as chat_routes
-from inference.routing import websocket_urlpatterns as inference_routes
+from portal.registry import registry
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = [*inference_routes]
-websocket_urlpatterns += chat_routes
+# Read once, when portal.asgi builds the router (after every app's ready() has run).
+websocket_urlpatterns: list[URLPattern | URLResolver] = list(registry["websocket_routes"])

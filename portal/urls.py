@@ -1,22 +1,21 @@
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from portal import views
+from portal.registry import registry
 
 admin.site.site_header = "LLM Portal administration"
 admin.site.site_title = "LLM Portal"
 # Admin logins go through allauth, so MFA and its rate limits apply there too.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
-    path("account/", views.account, name="account"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("chat/", include("chat.urls")),
-    path("engines/", include("inference.urls")),
-    path("usage/", include("accounts.urls")),
+    # The apps' pages (chat/, engines/, account/, ...), as they mounted them in the registry.
+    *(path(mount.prefix, include(mount.urlconf)) for mount in registry["url_mounts"]),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]

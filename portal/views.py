@@ -1,32 +1,27 @@
-"""Core pages: home, account, health and readiness."""
+"""Core pages: home, health and readiness."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from accounts.roles import is_admin, role_names
 from portal import health
+from portal.access import has_role
+from portal.registry import registry
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/home.html", {"roles": sorted(role_names(request.user))})
-
-
-@require_GET
-def account(request: HttpRequest) -> HttpResponse:
-    from allauth.mfa.models import Authenticator
-
-    mfa_types = set(Authenticator.objects.filter(user=request.user).values_list("type", flat=True))
-    return render(
-        request,
-        "portal/account.html",
-        {"roles": sorted(role_names(request.user)), "mfa_enabled": Authenticator.Type.TOTP in mfa_types},
-    )
+    """The home page: the apps' widgets (the accounts app's role line, ...) and the user's pages."""
+    widgets = [
+        render_to_string(widget.template, widget.context(request), request=request)
+        for widget in sorted(registry["dashboard_widgets"], key=lambda widget: widget.order)
+    ]
+    return render(request, "portal/home.html", {"widgets": widgets})
 
 
 @login_not_required
@@ -46,5 +41,5 @@ def readyz(request: HttpRequest) -> JsonResponse:
     Error texts can name hosts and users, so only admins see them; others get the flags.
     """
     ready, report = health.readiness()
-    checks = report if is_admin(request.user) else health.summary(report)
+    checks = report if has_role(request.user, "admin") else health.summary(report)
     return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)

@@ -11,9 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 
-from chat import streams
 from chat.models import Conversation, Message
-from inference.engine_client import aclose_client
 from tests.chat_stub_engine import StubEngine, register
 from tests.websocket import open_socket
 
@@ -30,14 +28,17 @@ def stub_fixture(transactional_db: Any) -> Any:
 
 
 @pytest.fixture
-async def pooled_client_closed() -> AsyncIterator[None]:
-    """Close what is bound to the test's event loop when it ends.
+async def loop_cleaned_up() -> AsyncIterator[None]:
+    """Let the test's answers finish, then close what is bound to its event loop.
 
-    The engine client's pool, and the channel layer: channels_redis keeps locks bound to the
-    loop that made them, so a layer left over from this test would fail in the next one.
+    An answer's task outlives its ``done`` frame by a few awaits (leaving its groups, ending
+    its listener). The channel layer goes last: channels_redis keeps locks bound to the loop
+    that made them, so a layer left over from this test would fail in the next one.
     """
     yield
-    await aclose_client()
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=TIMEOUT)
     for layer in list(channel_layers.backends.values()):
         close_pools = getattr(layer, "close_pools", None)
         if close_pools is not None:
@@ -68,12 +69,14 @@ def joined(frames: list[dict[str, Any]], key: str) -> str:
 
 
 async def settled(answer_id: int, timeout: float = TIMEOUT) -> Message:
-    """Wait for this process to finish writing the answer; return it as stored."""
-    stream = streams.running(answer_id)
-    if stream is not None and stream.task is not None:
-        await asyncio.wait_for(asyncio.shield(stream.task), timeout)
-    answer: Message = await database_sync_to_async(Message.objects.get)(pk=answer_id)
-    return answer
+    """Wait until the answer is stored as settled (no longer streaming); return it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        answer: Message = await database_sync_to_async(Message.objects.get)(pk=answer_id)
+        if answer.status != Message.Status.STREAMING:
+            return answer
+        assert asyncio.get_running_loop().time() < deadline, f"answer {answer_id} was not settled in time"
+        await asyncio.sleep(0.05)
 
 
 @database_sync_to_async

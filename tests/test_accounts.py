@@ -275,3 +275,28 @@ def test_the_navigation_shows_exactly_the_pages_of_the_role(persona, request, cl
     role = PERSONAS[persona]
     client = Client() if persona == "anonymous" else client_for(request.getfixturevalue(persona))
     assert nav_names(client) == NAV[role]
+
+
+def test_the_role_gate_refuses_a_user_without_the_role_and_passes_one_with_it(alice, audrey, rf):
+    from django.core.exceptions import PermissionDenied
+    from django.http import HttpResponse
+
+    from accounts.gates import role_required
+
+    @role_required("auditor")
+    def audit_page(request):
+        return HttpResponse("audit")
+
+    request = rf.get("/")
+    request.user = audrey
+    assert audit_page(request).content == b"audit"
+    request.user = alice
+    with pytest.raises(PermissionDenied, match="auditor role"):
+        audit_page(request)
+
+
+def test_a_gate_for_an_unknown_role_fails_when_the_module_loads():
+    from accounts.gates import role_required
+
+    with pytest.raises(KeyError):
+        role_required("superhero")

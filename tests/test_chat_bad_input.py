@@ -14,12 +14,12 @@ from chat.models import Conversation, Message
 from tests.chat_socket import (
     chat_socket,
     frames_until,
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     saved_counts,
     stub_fixture,  # noqa: F401 - fixture
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pooled_client_closed", "stub")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up", "stub")]
 
 
 def send(content="Hello", conversation=None, **params):

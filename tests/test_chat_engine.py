@@ -29,7 +29,7 @@ from tests.chat_socket import (
     chat_socket,
     frames_until,
     joined,
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     settled,
 )
 from tests.stack import Stack
@@ -50,7 +50,7 @@ def running_requests(stack: Stack) -> float:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("pooled_client_closed")
+@pytest.mark.usefixtures("loop_cleaned_up")
 async def test_the_real_engine_streams_a_real_answer_over_the_socket(alice: Any, engine_stack: Stack) -> None:
     await database_sync_to_async(engine_stack.register_in_test_db)()
     socket = await chat_socket(alice)
@@ -72,7 +72,7 @@ async def test_the_real_engine_streams_a_real_answer_over_the_socket(alice: Any,
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("pooled_client_closed")
+@pytest.mark.usefixtures("loop_cleaned_up")
 async def test_stop_makes_the_real_engine_abort_the_request(alice: Any, engine_stack: Stack) -> None:
     await database_sync_to_async(engine_stack.register_in_test_db)()
     socket = await chat_socket(alice)

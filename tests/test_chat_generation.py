@@ -12,22 +12,16 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from inference.generation import (
-    STOP_BY_USER,
-    Frame,
-    Generation,
-    GenerationRejected,
-    Outcome,
-    parse_sampling,
-    prepare,
-)
+from inference.generation import STOP_BY_USER, Frame, Generation, Outcome, prepare
+from inference.rejections import GenerationRejected
+from inference.sampling import parse_sampling
 from tests.chat_socket import (
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     stub_fixture,  # noqa: F401 - fixture
 )
 from tests.chat_stub_engine import Script
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pooled_client_closed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
 
 
 class RecordingSink:

@@ -23,7 +23,7 @@ from tests.chat_socket import (
     chat_socket,
     frames_until,
     joined,
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     saved_counts,
     settled,
     stub_fixture,  # noqa: F401 - fixture
@@ -31,7 +31,7 @@ from tests.chat_socket import (
 from tests.chat_stub_engine import Script
 from tests.websocket import open_socket
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pooled_client_closed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
 
 
 def send(content="What is the capital of France?", conversation=None, **params):

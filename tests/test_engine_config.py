@@ -7,9 +7,10 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from inference.forms import EngineConfigForm
+from inference.launch_command import build_launch
 from inference.models import EngineConfig, HostReading
 from inference.planner import GIB
-from inference.vllm_args import build_launch, parse_extra_flags
+from inference.vllm_flags import parse_extra_flags
 
 pytestmark = [pytest.mark.django_db]
 
@@ -196,3 +197,71 @@ def test_chunked_prefill_off_needs_a_batch_that_holds_the_whole_context(chunked,
     if not valid:
         message = " ".join(map(str, form.errors["extra_flags"]))
         assert "--max-num-batched-tokens (1024) must be at least the max model length (2048)" in message
+
+
+# The allow-list is the model field's validator: no path around the form saves a refused flag.
+
+
+def orm_config(**fields):
+    defaults = {"name": "shell", "served_model_name": "shell-model", "model": DEMO, "port": 8150}
+    return EngineConfig(**{**defaults, **fields})
+
+
+def test_saving_a_refused_flag_through_the_orm_fails_and_writes_nothing():
+    with pytest.raises(ValidationError, match="--trust-remote-code is not allowed"):
+        EngineConfig.objects.create(
+            name="shell", served_model_name="shell-model", model=DEMO, port=8150, extra_flags="--trust-remote-code"
+        )
+    assert not EngineConfig.objects.exists()
+
+
+def test_saving_an_unknown_flag_on_an_existing_config_fails_and_keeps_the_stored_flags():
+    config = orm_config(extra_flags="--enforce-eager")
+    config.save()
+    config.extra_flags = "--enforce-eager --made-up-flag"
+    with pytest.raises(ValidationError, match="not on the allow-list"):
+        config.save()
+    assert EngineConfig.objects.get().extra_flags == "--enforce-eager"
+
+
+def test_full_clean_reports_a_refused_flag_on_its_field():
+    with pytest.raises(ValidationError) as refused:
+        orm_config(extra_flags="--host 0.0.0.0").full_clean()
+    assert "--host is not allowed" in " ".join(refused.value.message_dict["extra_flags"])
+
+
+def test_a_flag_written_past_the_model_is_still_refused_at_launch_and_the_config_can_be_stopped(tmp_path):
+    from inference.desired_state import stop_engine
+
+    config = orm_config(desired_state=EngineConfig.Desired.RUNNING)
+    config.save()
+    # A bulk update() bypasses save(); the launch command checks the flags once more.
+    EngineConfig.objects.filter(pk=config.pk).update(extra_flags="--middleware evil.Module")
+    config.refresh_from_db()
+    stop_engine(config)
+    assert EngineConfig.objects.get().desired_state == EngineConfig.Desired.STOPPED
+    with pytest.raises(ValidationError, match="--middleware is not allowed"):
+        build_launch(config, tmp_path / "python", "key", "mark")
+
+
+def test_the_demo_engine_is_validated_like_the_form_validates_a_config(tmp_path):
+    from inference.demo import create_demo_engine
+
+    with pytest.raises(ValidationError) as refused:
+        create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", port=8170, max_model_len=1)
+    assert "max_model_len" in refused.value.message_dict
+    assert not EngineConfig.objects.exists()
+    demo = create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", port=8170)
+    assert (demo.extra_flags, demo.desired_state) == ("--enforce-eager", EngineConfig.Desired.RUNNING)
+
+
+def test_preparedemo_with_an_impossible_value_says_so_and_creates_nothing(monkeypatch, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.setattr(
+        "inference.management.commands.preparedemo.prepare_demo_model",
+        lambda models_dir: (models_dir / "SmolLM2-135M-Instruct", False),
+    )
+    with pytest.raises(CommandError, match="max_model_len: Ensure this value is greater than or equal to 16"):
+        call_command("preparedemo", "--models-dir", str(tmp_path), "--port", "8171", "--max-model-len", "1")
+    assert not EngineConfig.objects.exists()

@@ -14,8 +14,8 @@ from typing import cast
 
 import pytest
 
-from inference.engine_client import ChatDelta, ChatRequest, EngineError, aclose_client, stream_chat
-from inference.engines import pick_engine
+from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
+from inference.engine_router import EngineTarget, pick_engine
 from tests.stack import engine_processes, free_port, wait_until
 
 pytestmark = [pytest.mark.engine]
@@ -31,8 +31,14 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+async def ready_target() -> EngineTarget:
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(pick_engine)(None)
+
+
 async def drain(request: ChatRequest) -> list[ChatDelta]:
-    return [delta async for delta in stream_chat(request)]
+    return [delta async for delta in stream_chat(request, await ready_target())]
 
 
 def test_the_demo_engine_is_ready_and_engine_status_says_so(engine_stack):
@@ -75,12 +81,7 @@ async def test_a_streamed_completion_arrives_with_usage(engine_stack):
     from asgiref.sync import sync_to_async
 
     await sync_to_async(engine_stack.register_in_test_db)()
-    deltas = []
-    try:
-        async for delta in stream_chat(ChatRequest(messages=FRANCE, max_tokens=40, temperature=0.0)):
-            deltas.append(delta)
-    finally:
-        await aclose_client()
+    deltas = await drain(ChatRequest(messages=FRANCE, max_tokens=40, temperature=0.0))
     text = "".join(delta.content for delta in deltas)
     assert "Paris" in text
     assert len([delta for delta in deltas if delta.content]) > 3, "the answer came in one piece, not streamed"
@@ -96,11 +97,8 @@ async def test_a_too_long_prompt_is_an_engine_error_with_vllms_message(engine_st
 
     await sync_to_async(engine_stack.register_in_test_db)()
     huge = [{"role": "user", "content": "hello " * 5000}]
-    try:
-        with pytest.raises(EngineError) as caught:
-            await drain(ChatRequest(messages=huge, max_tokens=10))
-    finally:
-        await aclose_client()
+    with pytest.raises(EngineError) as caught:
+        await drain(ChatRequest(messages=huge, max_tokens=10))
     assert caught.value.code == "engine_error"
     assert caught.value.status == 400
     assert "2048" in caught.value.message
@@ -114,13 +112,11 @@ async def test_closing_the_stream_aborts_the_request_in_vllm(engine_stack):
     await sync_to_async(engine_stack.register_in_test_db)()
     long_answer = [{"role": "user", "content": "Write a very long story about a dragon."}]
     # stream_chat is an async generator; the interface promises only an iterator, hence the cast.
-    stream = cast(AsyncGenerator[ChatDelta, None], stream_chat(ChatRequest(messages=long_answer, max_tokens=1500)))
-    try:
-        first = await anext(stream)
-        assert first.content or first.reasoning
-        await stream.aclose()
-    finally:
-        await aclose_client()
+    request = ChatRequest(messages=long_answer, max_tokens=1500)
+    stream = cast(AsyncGenerator[ChatDelta, None], stream_chat(request, await ready_target()))
+    first = await anext(stream)
+    assert first.content or first.reasoning
+    await stream.aclose()
 
     def running() -> float:
         text = httpx.get(f"{engine_stack.base_url}/metrics", timeout=10).text

@@ -10,8 +10,12 @@ from django.test import Client
 from django.utils import timezone
 
 from inference.engine_client import ChatRequest, EngineError, stream_chat
-from inference.engines import EngineUnavailable, model_choices, pick_engine
+from inference.engine_router import EngineUnavailable, pick_engine
+from inference.generation import prepare
 from inference.models import EngineConfig, EngineState
+from inference.rejections import GenerationRejected
+from inference.sampling import parse_sampling
+from inference.status import model_choices
 from tests.websocket import open_socket
 
 State = EngineState.State
@@ -98,21 +102,22 @@ def test_model_choices_show_each_model_once_with_its_best_state():
     assert choices["smol"]["reasoning"] is False
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_stream_chat_turns_an_unavailable_engine_into_an_engine_error():
-    await sync_to_async(engine)("demo", "smol", State.LOADING, progress=0.5)
-    with pytest.raises(EngineError) as caught:
-        await anext(stream_chat(ChatRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=5)))
+@pytest.mark.django_db
+def test_a_generation_for_a_loading_engine_is_refused_with_its_progress(alice):
+    engine("demo", "smol", State.LOADING, progress=0.5)
+    with pytest.raises(GenerationRejected) as caught:
+        prepare(alice.pk, [{"role": "user", "content": "hi"}], parse_sampling({}, alice), source="test")
     assert caught.value.code == "engine_unavailable"
-    assert caught.value.state == "loading"
-    assert caught.value.progress == 0.5
+    assert caught.value.details == {"state": "loading", "progress": 0.5, "model": "smol"}
+    assert caught.value.message == "model loading 50%"
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_ready_engine_that_does_not_answer_is_reported_not_raised_raw():
     await sync_to_async(engine)("gone", "smol", State.READY)
+    target = await sync_to_async(pick_engine)(None)
     with pytest.raises(EngineError) as caught:
-        await anext(stream_chat(ChatRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=5)))
+        await anext(stream_chat(ChatRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=5), target))
     assert caught.value.code == "engine_unavailable"
     assert "not answering" in caught.value.message
 

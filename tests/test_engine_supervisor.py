@@ -19,10 +19,10 @@ import pytest
 
 from inference import supervisor as supervisor_module
 from inference.engine_process import LaunchOutput
-from inference.engines import describe
+from inference.launch_command import MARK_VARIABLE, Launch
 from inference.models import EngineConfig, EngineState
+from inference.status import describe
 from inference.supervisor import Supervisor
-from inference.vllm_args import MARK_VARIABLE, Launch
 from tests.stack import free_port
 
 pytestmark = [pytest.mark.django_db]

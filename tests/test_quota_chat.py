@@ -24,13 +24,14 @@ from inference.models import EngineConfig
 from tests.chat_socket import (
     chat_socket,
     frames_until,
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
     settled,
     stub_fixture,  # noqa: F401 - fixture
 )
 from tests.chat_stub_engine import MODEL, Script
+from tests.websocket import open_socket
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("pooled_client_closed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
 
 
 def send(content: str = "What is the capital of France?", **params: Any) -> dict[str, Any]:
@@ -100,8 +101,20 @@ def test_the_model_picker_lists_only_the_allowed_models(alice, stub, client_for)
     EngineConfig.objects.create(name="other", served_model_name="other-model", model="/models/other", port=9555)
     policy = Policy.objects.create(name="members", all_models=False, model_names=["other-model"])
     GroupPolicy.objects.create(group=Group.objects.get(name=MEMBERS), policy=policy)
-    listed = client_for(alice).get(reverse("chat:api-models")).json()["models"]
-    assert [entry["model"] for entry in listed] == ["other-model"]
+    page = client_for(alice).get(reverse("chat:index"))
+    assert [entry["model"] for entry in page.context["chat_config"]["models"]] == ["other-model"]
+
+
+async def test_the_status_push_lists_only_the_allowed_models(alice, stub):
+    await database_sync_to_async(EngineConfig.objects.create)(
+        name="other", served_model_name="other-model", model="/models/other", port=9555
+    )
+    await give_members(all_models=False, model_names=["other-model"])
+    socket, connected, _ = await open_socket("/ws/status/", alice)
+    assert connected
+    pushed = await socket.receive_json_from(timeout=5)
+    assert [entry["model"] for entry in pushed["models"]] == ["other-model"]
+    await socket.disconnect()
 
 
 async def test_the_answer_after_the_concurrency_cap_is_refused_while_the_others_run(alice, stub):

@@ -11,14 +11,14 @@ from accounts.models import Reservation, UsageCounter
 from tests.chat_socket import (
     chat_socket,
     frames_until,
-    pooled_client_closed,  # noqa: F401 - fixture
+    loop_cleaned_up,  # noqa: F401 - fixture
 )
 from tests.stack import Stack
 
 pytestmark = [
     pytest.mark.engine,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("pooled_client_closed"),
+    pytest.mark.usefixtures("loop_cleaned_up"),
 ]
 
 

@@ -32,17 +32,40 @@ async def test_alice_connects_and_gets_the_engine_states(alice):
     await communicator.disconnect()
 
 
-async def test_a_disabled_users_socket_is_closed_on_the_next_event(alice):
-    from channels.layers import get_channel_layer
+async def test_alice_gets_the_engines_and_the_model_choices_in_one_push(alice):
+    from tests.chat_stub_engine import register
 
-    from inference.status import STATUS_GROUP
+    await database_sync_to_async(register)("http://127.0.0.1:9")
+    communicator, connected, _ = await open_socket("/ws/status/", alice)
+    assert connected
+    message = await communicator.receive_json_from(timeout=5)
+    assert [engine["name"] for engine in message["engines"]] == ["stub"]
+    assert message["models"] == [
+        {
+            "model": "stub-model",
+            "engine": "stub",
+            "state": "ready",
+            "progress": None,
+            "message": "ready",
+            "reasoning": True,
+        }
+    ]
+    await communicator.disconnect()
 
+
+async def test_a_disabled_users_socket_is_closed_on_the_next_change(alice, monkeypatch):
+    from inference import consumers
+    from inference.models import EngineConfig
+
+    monkeypatch.setattr(consumers, "POLL_SECONDS", 0.1)
     communicator, connected, _ = await open_socket("/ws/status/", alice)
     assert connected
     await communicator.receive_json_from(timeout=5)
     alice.is_active = False
     await database_sync_to_async(alice.save)(update_fields=["is_active"])
-    await get_channel_layer().group_send(STATUS_GROUP, {"type": "engines.changed", "engines": []})
+    await database_sync_to_async(EngineConfig.objects.create)(
+        name="new", served_model_name="new-model", model="/models/new", port=18123
+    )
     output = await communicator.receive_output(timeout=5)
     assert output["type"] == "websocket.close"
     assert output["code"] == 4401

@@ -225,16 +225,16 @@
     ui.status.dataset.state = model.state;
   }
 
-  function refreshModels() {
-    api(root.dataset.models).then(function (result) {
-      state.models = result.models;
-      renderModels();
-    }).catch(function () {});
-  }
-
+  // /ws/status/ pushes the model choices whenever an engine's state changes.
   function watchEngines() {
     const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${root.dataset.statusPath}`);
-    socket.addEventListener("message", refreshModels);
+    socket.addEventListener("message", function (event) {
+      const frame = JSON.parse(event.data);
+      if (frame.type === "engines" && Array.isArray(frame.models)) {
+        state.models = frame.models;
+        renderModels();
+      }
+    });
     socket.addEventListener("close", function () { setTimeout(watchEngines, 5000); });
   }
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.control import EngineRefused, restart_engine, start_engine, stop_engine
+from inference.desired_state import EngineRefused, restart_engine, start_engine, stop_engine
 from inference.models import EngineConfig
 from inference.status import admin_snapshot
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.demo import DEMO_FOLDER, DemoUnavailable, create_demo_engine, prepare_demo_model
@@ -43,14 +44,18 @@ class Command(BaseCommand):
         path = self._prepare((options["models_dir"] or settings.ENGINE_MODELS_DIR).resolve())
         if not wants_engine or EngineConfig.objects.filter(name=options["name"]).exists():
             return
-        config = create_demo_engine(
-            path,
-            name=options["name"],
-            port=options["port"],
-            max_model_len=options["max_model_len"],
-            max_num_seqs=options["max_num_seqs"],
-            cpu_kv_cache_gib=options["cpu_kv_cache_gib"],
-        )
+        try:
+            config = create_demo_engine(
+                path,
+                name=options["name"],
+                port=options["port"],
+                max_model_len=options["max_model_len"],
+                max_num_seqs=options["max_num_seqs"],
+                cpu_kv_cache_gib=options["cpu_kv_cache_gib"],
+            )
+        except ValidationError as exc:
+            problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+            raise CommandError(f"The demo engine was not created: {problems}") from None
         self.stdout.write(
             f"Created the engine {config.name!r} serving {config.served_model_name} on 127.0.0.1:{config.port}."
         )

