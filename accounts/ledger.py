@@ -269,7 +269,7 @@ def remaining(user: Any, policy: EffectivePolicy | None = None) -> dict[str, Any
     return _remaining(counter, policy, at)
 
 
-def _count(counter: UsageCounter, reservation: Reservation, tokens: int, at: Periods) -> None:
+def _count(counter: UsageCounter, reservation: Reservation, tokens: int) -> None:
     """Add settled ``tokens`` to the periods of the reservation's day that are still current."""
     if reservation.day == counter.day:
         counter.day_tokens = max(0, counter.day_tokens + tokens)
@@ -301,7 +301,7 @@ def _settle_locked(
         if reservation.day == counter.day:
             counter.day_requests = max(0, counter.day_requests - 1)
         return True
-    _count(counter, reservation, prompt + completion, at)
+    _count(counter, reservation, prompt + completion)
     row, _ = DailyUsage.objects.get_or_create(
         user_id=reservation.user_id, model=reservation.model, channel=reservation.channel, day=reservation.day
     )

@@ -151,7 +151,7 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
         request_id=uuid.uuid4().hex,
         priority=policy.priority if target.priority_scheduling else None,
     )
-    prompt_tokens, _exact = count_prompt_tokens(target, messages)
+    prompt_tokens, _ = count_prompt_tokens(target, messages)
     prepared = Prepared(user_id=user_id, source=source, target=target, request=request, prompt_tokens=prompt_tokens)
     return reserve_usage(prepared, policy)
 
