@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import CharField, Value
 
 from accounts.models import GroupPolicy, Policy, UserPolicy
 
@@ -113,13 +114,7 @@ def site_default() -> EffectivePolicy:
 
 def from_policy(policy: Policy, source: str) -> EffectivePolicy:
     """Return the effective form of one stored policy."""
-    return EffectivePolicy(
-        source=source,
-        all_models=policy.all_models,
-        model_names=frozenset(policy.model_names or []),
-        priority=policy.priority,
-        **{name: getattr(policy, name) for name in LIMIT_FIELDS},
-    )
+    return _from_row(tuple(getattr(policy, column) for column in _COLUMNS), source)
 
 
 def most_generous(policies: list[EffectivePolicy], source: str) -> EffectivePolicy:
@@ -135,20 +130,43 @@ def most_generous(policies: list[EffectivePolicy], source: str) -> EffectivePoli
     return EffectivePolicy(**merged)
 
 
+# What effective_policy reads of a policy, and the group it came through ("" for an override).
+_COLUMNS = ("name", "all_models", "model_names", *LIMIT_FIELDS, "priority")
+
+
+def _assigned(user_id: int) -> list[tuple[Any, ...]]:
+    """Return the user's override and group policies as rows of ``_COLUMNS`` + group name, in one query.
+
+    One query, not two: this runs on every admission (see bench/admission.py).
+    """
+    columns = [f"policy__{column}" for column in _COLUMNS]
+    override = UserPolicy.objects.filter(user_id=user_id).values_list(*columns, Value("", output_field=CharField()))
+    groups = GroupPolicy.objects.filter(group__user=user_id).values_list(*columns, "group__name")
+    # UNION ALL: PostgreSQL cannot compare json values, which plain UNION would need.
+    return list(override.union(groups, all=True))
+
+
+def _from_row(row: tuple[Any, ...], source: str) -> EffectivePolicy:
+    values = dict(zip(_COLUMNS, row, strict=False))
+    return EffectivePolicy(
+        source=source,
+        all_models=values["all_models"],
+        model_names=frozenset(values["model_names"] or []),
+        priority=values["priority"],
+        **{name: values[name] for name in LIMIT_FIELDS},
+    )
+
+
 def effective_policy(user: Any) -> EffectivePolicy:
     """Return the policy that applies to ``user``: override, else groups, else the site default."""
-    override = UserPolicy.objects.filter(user_id=user.pk).select_related("policy").first()
-    if override is not None:
-        return from_policy(override.policy, f"personal policy {override.policy.name!r}")
-    assignments = list(
-        GroupPolicy.objects.filter(group__user=user.pk).select_related("policy", "group").order_by("group__name")
-    )
-    if assignments:
-        groups = ", ".join(assignment.group.name for assignment in assignments)
-        return most_generous(
-            [from_policy(assignment.policy, assignment.group.name) for assignment in assignments],
-            f"group policy of {groups}",
-        )
+    rows = _assigned(user.pk)
+    for row in rows:
+        if row[-1] == "":
+            return _from_row(row, f"personal policy {row[0]!r}")
+    if rows:
+        rows.sort(key=lambda row: row[-1])
+        groups = ", ".join(row[-1] for row in rows)
+        return most_generous([_from_row(row, row[-1]) for row in rows], f"group policy of {groups}")
     return site_default()
 
 
