@@ -30,7 +30,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from accounts.ledger import QuotaRefused, check_model, reserve, settle, settle_lost
+from accounts.ledger import QuotaRefused, check_model, remaining, reserve, settle, settle_lost
 from accounts.models import Reservation
 from accounts.policies import EffectivePolicy, effective_policy
 from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
@@ -113,6 +113,11 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> dict[str, Any] | None:
         prompt = reservation.prompt_tokens if outcome.completion_tokens else 0
     completion = outcome.completion_tokens
     return settle(reservation, prompt_tokens=prompt, completion_tokens=completion, outcome=outcome.status)
+
+
+def remaining_usage(user_id: int) -> dict[str, Any]:
+    """Return what is left of the user's budgets now (a re-loaded ``done`` frame's ``remaining``)."""
+    return remaining(_user(user_id))
 
 
 def settle_lost_usage(request_ids: list[str]) -> int:
