@@ -10,9 +10,13 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from accounts.policies import set_served_models
         from accounts.roles import is_admin
+        from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
+        from inference.engine_metrics import EngineCollector
+        from inference.harmony_vocabulary import check_harmony_vocabulary
         from inference.health_checks import check_engines, check_engines_ready
         from inference.status import served_model_names
         from inference.ws_routes import websocket_urlpatterns
+        from portal import metrics
         from portal.navigation import NavItem
         from portal.registry import UrlMount, registry
 
@@ -20,7 +24,11 @@ class InferenceConfig(AppConfig):
         registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
         registry.put("readiness_checks", "engines", check_engines_ready)
         registry.add("doctor_checks", check_engines)
+        registry.add("doctor_checks", check_harmony_vocabulary)
+        for doctor_check in ENGINE_OPS_CHECKS:
+            registry.add("doctor_checks", doctor_check)
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
+        metrics.register_collector("engines", EngineCollector())
         # Policies may only name served models; accounts asks inference through this callable.
         set_served_models(served_model_names)

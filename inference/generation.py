@@ -39,6 +39,7 @@ from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.prompt_tokens import count_prompt_tokens
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
+from portal import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def _user(user_id: int) -> Any:
     return get_user_model()(pk=user_id)
 
 
-def _rejected(exc: QuotaRefused) -> GenerationRejected:
+def _rejected(exc: QuotaRefused, source: str) -> GenerationRejected:
+    metrics.refused(exc.code, source)
     return GenerationRejected(exc.code, exc.message, **exc.details())
 
 
@@ -93,7 +95,7 @@ def reserve_usage(prepared: Prepared, policy: EffectivePolicy) -> Prepared:
             policy=policy,
         )
     except QuotaRefused as exc:
-        raise _rejected(exc) from exc
+        raise _rejected(exc, prepared.source) from exc
     prepared.request.max_tokens = reservation.max_tokens
     return replace(prepared, reservation=reservation)
 
@@ -140,10 +142,11 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
         try:
             check_model(policy, sampling.model)
         except QuotaRefused as exc:
-            raise _rejected(exc) from exc
+            raise _rejected(exc, source) from exc
     try:
         target = pick_engine(sampling.model, None if policy.all_models else policy.model_names)
     except EngineUnavailable as exc:
+        metrics.refused("engine_unavailable", source)
         raise GenerationRejected(
             "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
         ) from exc
@@ -186,6 +189,8 @@ class Outcome:
     finish_reason: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int = 0
+    # The part of completion_tokens that was reasoning, when the engine counted it (else None).
+    reasoning_tokens: int | None = None
     usage_estimated: bool = False
     ttft_ms: int | None = None
     duration_ms: int = 0
@@ -252,6 +257,7 @@ class Generation:
         """Stream the answer, send frames, and settle exactly once however it ends."""
         self._task = asyncio.current_task()
         self._started = time.monotonic()
+        metrics.generation_started(self.prepared.source)
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False
@@ -302,7 +308,19 @@ class Generation:
         if rest is not None:
             await self._send(rest)
         outcome = self._outcome(status, error_code, error_message)
-        await database_sync_to_async(self._settle)(outcome)
+        try:
+            await database_sync_to_async(self._settle)(outcome)
+        finally:
+            # Also when settlement failed: the active-generations gauge must come down.
+            metrics.generation_finished(
+                channel=self.prepared.source,
+                model=outcome.model,
+                outcome=outcome.status,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                ttft_seconds=outcome.ttft_ms / 1000 if outcome.ttft_ms is not None else None,
+                duration_seconds=outcome.duration_ms / 1000,
+            )
         await self.sink.on_finish(self, outcome)
         return outcome
 
@@ -367,6 +385,7 @@ class Generation:
             prompt_tokens=usage["prompt_tokens"] if usage else None,
             # vLLM streams about one token per chunk: the estimate when it sent no usage (stop).
             completion_tokens=usage["completion_tokens"] if usage else self._token_chunks,
+            reasoning_tokens=usage.get("reasoning_tokens") if usage else None,
             usage_estimated=usage is None,
             ttft_ms=round((self._first_token_at - self._started) * 1000) if self._first_token_at else None,
             duration_ms=round((now - self._started) * 1000),

@@ -1,4 +1,4 @@
-"""Core pages: home, health and readiness."""
+"""Core pages: home, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from portal import health
+from portal import health, metrics
 from portal.access import has_role
+from portal.metrics_access import metrics_access
 from portal.registry import registry
 
 
@@ -43,3 +44,14 @@ def readyz(request: HttpRequest) -> JsonResponse:
     ready, report = health.readiness()
     checks = report if has_role(request.user, "admin") else health.summary(report)
     return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+@login_not_required
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the metrics token (``Authorization: Bearer``) or a staff session."""
+    refusal = metrics_access(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

@@ -29,6 +29,7 @@ from tests.chat_socket import (
     stub_fixture,  # noqa: F401 - fixture
 )
 from tests.chat_stub_engine import MODEL, Script
+from tests.test_metrics import scrape, token, value  # noqa: F401 - token is a fixture
 from tests.websocket import open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
@@ -67,11 +68,13 @@ async def test_the_done_frame_carries_what_is_left_and_the_ledger_counts_the_ans
     await socket.disconnect()
 
 
+@pytest.mark.usefixtures("token")
 async def test_a_member_over_budget_is_refused_with_the_limit_and_the_reset_time(alice, stub):
     await give_members(tokens_per_day=20)
     socket = await chat_socket(alice)
     await socket.send_json_to(send())
     await frames_until(socket, "done")
+    before = await database_sync_to_async(scrape)()
     await socket.send_json_to(send("And of Spain?"))
     error = await socket.receive_json_from(timeout=5)
     assert error["type"] == "error"
@@ -81,6 +84,9 @@ async def test_a_member_over_budget_is_refused_with_the_limit_and_the_reset_time
     assert error["retry_after"] > 0
     assert "daily budget of 20 tokens is used up" in error["message"]
     assert await database_sync_to_async(Message.objects.count)() == 2  # the refused question is not saved
+    after = await database_sync_to_async(scrape)()
+    counted = {"reason": "quota_exceeded", "channel": "chat"}
+    assert value(after, "portal_refusals_total", **counted) - value(before, "portal_refusals_total", **counted) == 1
     await socket.disconnect()
 
 
