@@ -3,7 +3,8 @@
 One middleware applies django-ratelimit to every page and JSON view of the portal: per user
 when logged in, per IP address otherwise, ``PORTAL_HTTP_RATE_LIMIT`` requests (default
 ``300/m``) in a fixed window. Left out: allauth's views (login, sign-up, password reset keep
-allauth's own limits), static files, and the health probes of load balancers.
+allauth's own limits), static files, the health probes of load balancers and Prometheus's
+``/metrics`` scrapes.
 
 Answers started through the chat socket or the API are limited by the user's policy
 (``requests_per_minute``), which the ledger enforces under its row lock: that limit holds
@@ -25,8 +26,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
 
 GROUP = "portal.http"
-# Paths that keep their own limits (allauth) or must always answer (probes, static files).
-EXEMPT_PREFIXES = ("/accounts/", "/admin/login/", "/static/", "/healthz", "/readyz")
+# Paths that keep their own limits (allauth) or must always answer (probes, scrapes, static files).
+EXEMPT_PREFIXES = ("/accounts/", "/admin/login/", "/static/", "/healthz", "/readyz", "/metrics")
 SHARED_CACHES = (
     "django.core.cache.backends.redis.RedisCache",
     "django.core.cache.backends.memcached.PyMemcacheCache",
