@@ -1,4 +1,6 @@
-"""Django admin for policies and the ledger: policies and their assignments, the usage report, adjustments.
+"""Django admin of the accounts app: API keys, policies and their assignments, the usage report, adjustments.
+
+Admins list and revoke anyone's API keys here; keys are created by their owners (or the CLI).
 
 The ledger's own rows (counters, reservations) are read-only here: only accounts/ledger.py
 writes them, so the admin cannot break the bookkeeping. Manual corrections go through
@@ -12,12 +14,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from accounts import ledger, usage
-from accounts.models import Adjustment, DailyUsage, GroupPolicy, Policy, Reservation, UserPolicy
+from accounts import api_keys, ledger, usage
+from accounts.models import Adjustment, ApiKey, DailyUsage, GroupPolicy, Policy, Reservation, UserPolicy
 from accounts.policies import LIMIT_FIELDS, describe, from_policy, record_quota_change, served_model_names
 
 
@@ -203,3 +206,31 @@ class AdjustmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if obj.pk is None:
             return HttpResponseRedirect(reverse("admin:accounts_adjustment_changelist"))
         return super().response_add(request, obj, post_url_continue)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("prefix", "name", "owner", "status", "model_names", "created_at", "expires_at", "last_used_at")
+    list_filter = ("revoked_at", "expires_at")
+    search_fields = ("prefix", "name", "owner__username", "owner__email")
+    readonly_fields = ("owner", "prefix", "secret_hash", "created_at", "last_used_at", "revoked_at")
+    fields = ("owner", "name", "prefix", "model_names", "expires_at", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke_keys"]
+
+    @admin.display(description="status")
+    def status(self, key: ApiKey) -> str:
+        return api_keys.status(key)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A key's secret is shown once, to its owner: admins cannot create keys for others here.
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = sum(api_keys.revoke(key) for key in queryset)
+        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # revoke, do not erase: the audit trail names the prefix
+        return actions

@@ -36,6 +36,8 @@ class ChatRequest:
     reasoning_effort: str | None = None
     request_id: str | None = None
     priority: int | None = None  # sent only to engines with priority scheduling
+    # Further OpenAI parameters, already validated by the caller (the /v1 API: stop, seed, ...).
+    engine_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +96,7 @@ def _client() -> httpx.AsyncClient:
 
 def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
     body: dict[str, Any] = {
+        **request.engine_params,
         "model": target.served_model,
         "messages": request.messages,
         "max_tokens": request.max_tokens,

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
@@ -57,6 +57,8 @@ class Prepared:
     source: str
     target: EngineTarget
     request: ChatRequest
+    # The /v1 API's key (its public prefix), for the ledger's channel and the audit event.
+    api_key_prefix: str | None = None
     prompt_tokens: int = 0
     reservation: Reservation | None = None
 
@@ -130,8 +132,19 @@ def settle_lost_usage(request_ids: list[str]) -> int:
 # --- Preparing ----------------------------------------------------------------------------
 
 
-def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> Prepared:
+def prepare(
+    user_id: int,
+    messages: list[dict[str, str]],
+    sampling: Sampling,
+    *,
+    source: str,
+    api_key_prefix: str | None = None,
+    engine_params: Mapping[str, Any] | None = None,
+) -> Prepared:
     """Pick a ready engine the user may use, count the prompt and reserve the user's tokens (sync, DB).
+
+    ``engine_params`` are further OpenAI parameters the caller validated (sent as they are);
+    ``api_key_prefix`` names the API key of a ``source="api"`` request.
 
     Raises :class:`GenerationRejected`: ``model_not_allowed`` for a model outside the user's
     policy, ``engine_unavailable`` (with the engine's ``state``, ``progress`` and ``model``)
@@ -158,9 +171,17 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
         request_id=uuid.uuid4().hex,
         priority=policy.priority if target.priority_scheduling else None,
+        engine_params=dict(engine_params or {}),
     )
     prompt_tokens, _ = count_prompt_tokens(target, messages)
-    prepared = Prepared(user_id=user_id, source=source, target=target, request=request, prompt_tokens=prompt_tokens)
+    prepared = Prepared(
+        user_id=user_id,
+        source=source,
+        target=target,
+        request=request,
+        api_key_prefix=api_key_prefix,
+        prompt_tokens=prompt_tokens,
+    )
     return reserve_usage(prepared, policy)
 
 

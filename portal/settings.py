@@ -384,3 +384,7 @@ if not re.fullmatch(r"[1-9][0-9]*/[1-9]?[0-9]*[smhd]", HTTP_RATE_LIMIT):
         f"PORTAL_HTTP_RATE_LIMIT={HTTP_RATE_LIMIT!r} is not a rate: use requests/period, e.g. 300/m or 20/10s."
     )
 RATELIMIT_USE_CACHE = "default"
+
+# --- OpenAI-compatible API (inference/api/, docs/api.md) -----------------------------------
+# Bodies above this many bytes are refused with 413 before they are parsed.
+API_MAX_BODY_BYTES = env_int("PORTAL_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
