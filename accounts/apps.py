@@ -6,8 +6,8 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        # Connect the role signals; register the shared-cache check of the rate limits.
-        from accounts import ratelimits, signals  # noqa: F401
+        # Connect the role and audit signals; register the shared-cache check of the rate limits.
+        from accounts import audit_events, ratelimits, signals  # noqa: F401
         from accounts.roles import ROLE_CHECKS, is_admin
         from accounts.views import roles_line
         from portal.navigation import NavItem

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message
 from inference.answers import LOST
+from inference.audit_events import record_lost
 from inference.generation import Outcome, Prepared, prepare, settle_lost_usage
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling, parse_sampling
@@ -243,18 +244,19 @@ def _orphaned() -> Q:
 
 
 def _mark_lost(messages: QuerySet[Message]) -> None:
-    lost = messages.filter(_orphaned())
-    request_ids = list(lost.values_list("request_id", flat=True))
-    if not request_ids:
-        return
-    lost.update(
-        status=Message.Status.INTERRUPTED,
-        error_code=LOST,
-        error_message="the web process writing this answer stopped",
-        finished_at=timezone.now(),
-    )
-    # Nobody else will settle them: give back their reserved tokens and concurrency slots.
-    settle_lost_usage(request_ids)
+    orphans = messages.filter(_orphaned()).values_list("pk", "conversation__owner_id", "model", "request_id")
+    for pk, owner_id, model, request_id in orphans:
+        marked = Message.objects.filter(_orphaned(), pk=pk).update(
+            status=Message.Status.INTERRUPTED,
+            error_code=LOST,
+            error_message="the web process writing this answer stopped",
+            finished_at=timezone.now(),
+        )
+        if marked:  # only the process that marked it settles it and writes the generation's event
+            # Nobody else will settle it: give back its reserved tokens and concurrency slot
+            # (the ledger before the audit chain, as everywhere).
+            settle_lost_usage([request_id])
+            record_lost(owner_id, SOURCE, model, request_id)
 
 
 def touch(message_id: int) -> None:

@@ -34,12 +34,14 @@ from accounts.ledger import QuotaRefused, check_model, remaining, reserve, settl
 from accounts.models import Reservation
 from accounts.policies import EffectivePolicy, effective_policy
 from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
+from inference.audit_events import record_generation
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.prompt_tokens import count_prompt_tokens
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
 from portal import metrics
+from portal.audit.request_context import set_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +107,22 @@ def reserve_usage(prepared: Prepared, policy: EffectivePolicy) -> Prepared:
 def settle_usage(prepared: Prepared, outcome: Outcome) -> dict[str, Any] | None:
     """Correct the reservation to actual use (SEAM: and write one audit event); return what is left.
 
-    Runs inside the settlement transaction, so the ledger and the stored answer commit
-    together. Without usage from the engine, the prompt counts only when text was generated
-    (the engine then certainly read it) and the answer counts one token per chunk.
+    Runs inside the settlement transaction, so the ledger, the stored answer and the audit
+    event commit together: a failed audit write raises and rolls the settlement back. The
+    ledger is settled before the event is appended (lock order: ledger, then audit chain).
+    Without usage from the engine, the prompt counts only when text was generated (the
+    engine then certainly read it) and the answer counts one token per chunk.
     """
     reservation = prepared.reservation
-    if reservation is None:
-        return None
-    prompt = outcome.prompt_tokens
-    if prompt is None:
-        prompt = reservation.prompt_tokens if outcome.completion_tokens else 0
-    completion = outcome.completion_tokens
-    return settle(reservation, prompt_tokens=prompt, completion_tokens=completion, outcome=outcome.status)
+    left = None
+    if reservation is not None:
+        prompt = outcome.prompt_tokens
+        if prompt is None:
+            prompt = reservation.prompt_tokens if outcome.completion_tokens else 0
+        completion = outcome.completion_tokens
+        left = settle(reservation, prompt_tokens=prompt, completion_tokens=completion, outcome=outcome.status)
+    record_generation(prepared, outcome)
+    return left
 
 
 def remaining_usage(user_id: int) -> dict[str, Any]:
@@ -148,7 +154,9 @@ def prepare(
 
     Raises :class:`GenerationRejected`: ``model_not_allowed`` for a model outside the user's
     policy, ``engine_unavailable`` (with the engine's ``state``, ``progress`` and ``model``)
-    when no engine is ready, or what the ledger refuses (see :func:`reserve_usage`).
+    when no engine is ready, or what the ledger refuses (see :func:`reserve_usage`). The caller
+    records the refusal with :func:`inference.audit_events.record_refusal` once its own
+    transaction has ended (here it would roll back with the refused turn).
     """
     policy = effective_policy(_user(user_id))
     if sampling.model is not None:
@@ -279,6 +287,8 @@ class Generation:
         self._task = asyncio.current_task()
         self._started = time.monotonic()
         metrics.generation_started(self.prepared.source)
+        # This task's log lines carry the request id (a context variable: per task).
+        set_request_id(self.prepared.request.request_id or "")
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False

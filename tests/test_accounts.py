@@ -248,12 +248,13 @@ PAGES = {
     "/engines/status.json": {"member": "forbidden", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
     "/admin/": {"member": "forbidden", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
     "/admin/auth/user/": {"member": "forbidden", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
+    "/audit/": {"member": "forbidden", "auditor": "ok", "admin": "ok", "anonymous": "login"},
 }
 PERSONAS = {"alice": "member", "bob": "member", "audrey": "auditor", "adam": "admin", "anonymous": "anonymous"}
 NAV = {
     "member": {"home", "chat:index", "usage:page", "account"},
-    "auditor": {"home", "usage:page", "account"},
-    "admin": {"home", "chat:index", "usage:page", "inference:engines", "account", "admin:index"},
+    "auditor": {"home", "usage:page", "audit:events", "account"},
+    "admin": {"home", "chat:index", "usage:page", "inference:engines", "audit:events", "account", "admin:index"},
     "anonymous": set(),
 }
 
