@@ -6,7 +6,8 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import audit_events, signals  # noqa: F401 - connects the role and audit signals
+        # Connect the role and audit signals; register the shared-cache check of the rate limits.
+        from accounts import audit_events, ratelimits, signals  # noqa: F401
         from accounts.roles import ROLE_CHECKS, is_admin
         from accounts.views import roles_line
         from portal.navigation import NavItem
@@ -15,6 +16,8 @@ class AccountsConfig(AppConfig):
         for role, check in ROLE_CHECKS.items():
             registry.put("role_checks", role, check)
         registry.add("url_mounts", UrlMount("account/", "accounts.urls"))
+        registry.add("url_mounts", UrlMount("usage/", "accounts.usage_urls"))
+        registry.add("nav_items", NavItem("Usage", "usage:page", lambda user: True, order=20))
         registry.add("nav_items", NavItem("Account", "account", lambda user: True, order=900))
         registry.add("nav_items", NavItem("Admin", "admin:index", is_admin, order=950))
         registry.add("dashboard_widgets", DashboardWidget("accounts/_roles_line.html", roles_line, order=0))

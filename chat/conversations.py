@@ -19,7 +19,7 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 from inference.answers import LOST
 from inference.audit_events import record_lost
-from inference.generation import Outcome, Prepared, prepare
+from inference.generation import Outcome, Prepared, prepare, settle_lost_usage
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling, parse_sampling
 from inference.text_checks import storable_text
@@ -137,6 +137,8 @@ def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params:
     Raises :class:`ChatRejected` or :class:`GenerationRejected` before saving anything.
     """
     text = check_content(content) if kind in (SEND, EDIT) else ""
+    # The user's answers whose process died hold concurrency slots until they are swept.
+    _mark_lost(Message.objects.filter(conversation__owner_id=user.pk))
     with transaction.atomic():
         if conversation_id is None and kind == SEND:
             conversation, history, created = Conversation(owner_id=user.pk, title=_title_for(text)), [], True
@@ -250,7 +252,10 @@ def _mark_lost(messages: QuerySet[Message]) -> None:
             error_message="the web process writing this answer stopped",
             finished_at=timezone.now(),
         )
-        if marked:  # only the process that marked it writes the generation's event
+        if marked:  # only the process that marked it settles it and writes the generation's event
+            # Nobody else will settle it: give back its reserved tokens and concurrency slot
+            # (the ledger before the audit chain, as everywhere).
+            settle_lost_usage([request_id])
             record_lost(owner_id, SOURCE, model, request_id)
 
 

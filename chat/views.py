@@ -14,7 +14,7 @@ from accounts.gates import member_required
 from chat import conversations, streams
 from chat.conversations import ChatRejected
 from chat.models import Conversation
-from inference.sampling import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
+from inference.sampling import REASONING_EFFORTS, TEMPERATURE_RANGE, allowed_models, max_tokens_limit
 from inference.status import model_choices
 
 
@@ -33,7 +33,7 @@ def index(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     config = {
         "conversation": current,
         "conversations": conversations.summaries(request.user),
-        "models": model_choices(),
+        "models": model_choices(allowed_models(request.user)),
         "limits": {
             "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
             "max_system_chars": settings.CHAT_MAX_SYSTEM_PROMPT_CHARS,

@@ -8,12 +8,14 @@ class InferenceConfig(AppConfig):
     verbose_name = "Inference"
 
     def ready(self) -> None:
+        from accounts.policies import set_served_models
         from accounts.roles import is_admin
         from inference import audit_events  # noqa: F401 - records engine config changes
         from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
         from inference.engine_metrics import EngineCollector
         from inference.harmony_vocabulary import check_harmony_vocabulary
         from inference.health_checks import check_engines, check_engines_ready
+        from inference.status import served_model_names
         from inference.ws_routes import websocket_urlpatterns
         from portal import metrics
         from portal.navigation import NavItem
@@ -30,3 +32,5 @@ class InferenceConfig(AppConfig):
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
         metrics.register_collector("engines", EngineCollector())
+        # Policies may only name served models; accounts asks inference through this callable.
+        set_served_models(served_model_names)

@@ -36,6 +36,7 @@ class ChatRequest:
     top_p: float | None = None
     reasoning_effort: str | None = None
     request_id: str | None = None
+    priority: int | None = None  # sent only to engines with priority scheduling
     # Further OpenAI parameters, already validated by the caller (the /v1 API: stop, seed, ...).
     engine_params: dict[str, Any] = field(default_factory=dict)
 
@@ -111,6 +112,8 @@ def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
         body["top_p"] = request.top_p
     if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
+    if request.priority is not None and target.priority_scheduling:
+        body["priority"] = request.priority
     return body
 
 

@@ -134,10 +134,12 @@ def _public(view: EngineView) -> dict[str, Any]:
     return {"name": view.name, "model": view.served_model, **_state_of(view)}
 
 
-def _choices(views: list[EngineView]) -> list[dict[str, Any]]:
+def _choices(views: list[EngineView], allowed: frozenset[str] | None) -> list[dict[str, Any]]:
     best: dict[str, EngineView] = {}
     for view in views:
         for model in view.models:
+            if allowed is not None and model not in allowed:
+                continue
             current = best.get(model)
             if current is None or rank(view) < rank(current):
                 best[model] = view
@@ -149,18 +151,23 @@ def snapshot() -> list[dict[str, Any]]:
     return [_public(describe(config)) for config in engines()]
 
 
-def model_choices() -> list[dict[str, Any]]:
-    """Return one entry per served model, with the best state among the engines serving it.
+def model_choices(allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Return one entry per served model (only ``allowed`` ones unless None), with its best engine's state.
 
     Each entry: model, engine, state, progress, message, reasoning.
     """
-    return _choices([describe(config) for config in engines()])
+    return _choices([describe(config) for config in engines()], allowed)
 
 
-def public_state() -> dict[str, list[dict[str, Any]]]:
-    """Return ``{"engines": snapshot(), "models": model_choices()}`` from one read of the database."""
+def public_state(allowed: frozenset[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Return ``{"engines": snapshot(), "models": model_choices(allowed)}`` from one read of the database."""
     views = [describe(config) for config in engines()]
-    return {"engines": [_public(view) for view in views], "models": _choices(views)}
+    return {"engines": [_public(view) for view in views], "models": _choices(views, allowed)}
+
+
+def served_model_names() -> list[str]:
+    """Return the model names the configured engines serve (what a policy may name)."""
+    return list(EngineConfig.objects.values_list("served_model_name", flat=True).distinct())
 
 
 def admin_snapshot() -> list[dict[str, Any]]:

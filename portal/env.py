@@ -178,3 +178,10 @@ def env_host_patterns(name: str) -> list[str]:
             )
         patterns.append(word)
     return patterns
+
+
+def env_optional_int(name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+    """Return an integer within the given bounds, or None when the variable is unset or empty."""
+    if not _raw(name):
+        return None
+    return env_int(name, 0, minimum=minimum, maximum=maximum)

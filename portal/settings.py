@@ -7,6 +7,7 @@ Production sets ``PORTAL_ENV=production`` plus ``DATABASE_URL``, ``REDIS_URL`` a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from portal.env import (
     env_host_patterns,
     env_int,
     env_list,
+    env_optional_int,
     env_secret,
     env_str,
     env_url,
@@ -130,6 +132,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.ratelimits.RateLimitMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -371,6 +374,30 @@ GENERATION_MAX_TOKENS_LIMIT = env_int("PORTAL_MAX_TOKENS_LIMIT", 4096, minimum=1
 GENERATION_MAX_TOKENS_DEFAULT = env_int(
     "PORTAL_MAX_TOKENS_DEFAULT", min(1024, GENERATION_MAX_TOKENS_LIMIT), minimum=1, maximum=GENERATION_MAX_TOKENS_LIMIT
 )
+
+# --- Quotas (accounts/policies.py, accounts/ledger.py) -----------------------------------
+# The site default policy: what a user in no group with a policy (and no override) gets.
+# Unset means unlimited; PORTAL_DEFAULT_POLICY_MODELS empty means every served model.
+DEFAULT_POLICY = {
+    "model_names": env_list("PORTAL_DEFAULT_POLICY_MODELS", []),
+    "tokens_per_day": env_optional_int("PORTAL_DEFAULT_POLICY_TOKENS_PER_DAY", minimum=0, maximum=10**12),
+    "tokens_per_month": env_optional_int("PORTAL_DEFAULT_POLICY_TOKENS_PER_MONTH", minimum=0, maximum=10**12),
+    "requests_per_day": env_optional_int("PORTAL_DEFAULT_POLICY_REQUESTS_PER_DAY", minimum=0, maximum=10**9),
+    "requests_per_minute": env_optional_int("PORTAL_DEFAULT_POLICY_REQUESTS_PER_MINUTE", minimum=0, maximum=10**9),
+    "concurrent_answers": env_optional_int("PORTAL_DEFAULT_POLICY_CONCURRENT_ANSWERS", minimum=1, maximum=10_000),
+    "max_tokens_per_answer": env_optional_int("PORTAL_DEFAULT_POLICY_MAX_TOKENS_PER_ANSWER", minimum=1),
+    "max_prompt_tokens": env_optional_int("PORTAL_DEFAULT_POLICY_MAX_PROMPT_TOKENS", minimum=1),
+    "priority": env_optional_int("PORTAL_DEFAULT_POLICY_PRIORITY", minimum=-1_000_000, maximum=1_000_000),
+}
+# Seconds to wait for an engine's /tokenize before counting the prompt by its upper bound.
+TOKENIZE_TIMEOUT = env_float("PORTAL_TOKENIZE_TIMEOUT", 2.0, minimum=0.1, maximum=30.0)
+# django-ratelimit on the portal's own HTTP views: per user, per IP for anonymous requests.
+HTTP_RATE_LIMIT = env_str("PORTAL_HTTP_RATE_LIMIT", "300/m")
+if not re.fullmatch(r"[1-9][0-9]*/[1-9]?[0-9]*[smhd]", HTTP_RATE_LIMIT):
+    raise ImproperlyConfigured(
+        f"PORTAL_HTTP_RATE_LIMIT={HTTP_RATE_LIMIT!r} is not a rate: use requests/period, e.g. 300/m or 20/10s."
+    )
+RATELIMIT_USE_CACHE = "default"
 
 # --- OpenAI-compatible API (inference/api/, docs/api.md) -----------------------------------
 # Bodies above this many bytes are refused with 413 before they are parsed.

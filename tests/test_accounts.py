@@ -235,6 +235,13 @@ def test_the_roles_exist_after_migrating(db):
 PAGES = {
     "/": {"member": "ok", "auditor": "ok", "admin": "ok", "anonymous": "login"},
     "/account/": {"member": "ok", "auditor": "ok", "admin": "ok", "anonymous": "login"},
+    "/usage/": {"member": "ok", "auditor": "ok", "admin": "ok", "anonymous": "login"},
+    "/admin/accounts/dailyusage/report/": {
+        "member": "forbidden",
+        "auditor": "forbidden",
+        "admin": "ok",
+        "anonymous": "login",
+    },
     "/chat/": {"member": "ok", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
     "/chat/api/conversations/": {"member": "ok", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
     "/engines/": {"member": "forbidden", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
@@ -245,9 +252,9 @@ PAGES = {
 }
 PERSONAS = {"alice": "member", "bob": "member", "audrey": "auditor", "adam": "admin", "anonymous": "anonymous"}
 NAV = {
-    "member": {"home", "chat:index", "account"},
-    "auditor": {"home", "audit:events", "account"},
-    "admin": {"home", "chat:index", "inference:engines", "audit:events", "account", "admin:index"},
+    "member": {"home", "chat:index", "usage:page", "account"},
+    "auditor": {"home", "usage:page", "audit:events", "account"},
+    "admin": {"home", "chat:index", "usage:page", "inference:engines", "audit:events", "account", "admin:index"},
     "anonymous": set(),
 }
 

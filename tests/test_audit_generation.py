@@ -54,7 +54,7 @@ async def only_event_of(outcome: Outcome) -> Event:
 async def test_a_complete_answer_writes_one_event_with_its_tokens(alice, stub):
     outcome = await Generation(await prepared_for(alice), RecordingSink()).run()
     event = await only_event_of(outcome)
-    assert (event.outcome, event.actor_name, event.channel) == ("complete", "alice", "test")
+    assert (event.outcome, event.actor_name, event.channel) == ("complete", "alice", "chat")
     assert (event.model, event.engine) == (outcome.model, outcome.engine)
     assert (event.prompt_tokens, event.completion_tokens) == (11, 2)
     assert event.ttft_ms is not None
@@ -178,7 +178,7 @@ async def test_a_failed_audit_write_rolls_the_settlement_back(alice, stub):
 
 @database_sync_to_async
 def prepared_with_question(user: Any, question: str) -> Any:
-    return prepare(user.pk, [{"role": "user", "content": question}], parse_sampling({}, user), source="test")
+    return prepare(user.pk, [{"role": "user", "content": question}], parse_sampling({}, user), source="chat")
 
 
 async def test_no_text_is_kept_with_a_generation_by_default(alice, stub):

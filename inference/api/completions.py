@@ -22,6 +22,7 @@ from django.db.models import Min
 
 from accounts import api_keys
 from accounts.models import ApiKey
+from accounts.policies import served_model_names
 from inference.api.errors import NOT_FOUND, PERMISSION, ApiError, engine_failure, from_rejection
 from inference.api.requests import CompletionRequest
 from inference.audit_events import record_refusal
@@ -69,7 +70,7 @@ def admit(key: ApiKey, completion: CompletionRequest) -> Prepared:
     """
     model = completion.sampling.model or ""
     if not api_keys.allows_model(key, model):
-        if model not in api_keys.served_model_names():
+        if model not in served_model_names():
             raise ApiError(
                 404, f"no engine serves the model {model!r}", type=NOT_FOUND, param="model", code="model_not_found"
             )

@@ -376,6 +376,8 @@
     if (frame.code === "engine_unavailable") {
       showNotice(`The model is not ready: ${frame.message}. Your message was not sent; try again when it is ready.`, "warn");
       refreshModels();
+    } else if (window.PortalRefusal.isRefusal(frame)) {
+      showNotice(window.PortalRefusal.sentence(frame, Date.now()), "warn");
     } else {
       showNotice(frame.message, "error");
     }
