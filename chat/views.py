@@ -16,6 +16,7 @@ from chat.conversations import ChatRejected
 from chat.models import Conversation
 from inference.sampling import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
 from inference.status import model_choices
+from portal.plugins.page_hooks import composer_actions
 
 
 def _owned_or_404(request: HttpRequest, pk: int) -> Conversation:
@@ -43,7 +44,8 @@ def index(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "reasoning_efforts": REASONING_EFFORTS,
         },
     }
-    return render(request, "chat/chat.html", {"chat_config": config, "current": current})
+    context = {"chat_config": config, "current": current, "composer_actions": composer_actions(request)}
+    return render(request, "chat/chat.html", context)
 
 
 @require_GET

@@ -27,6 +27,7 @@ from typing import Any, Protocol, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
@@ -34,6 +35,9 @@ from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
+from portal.hooks import get_hooks
+from portal.plugins import generation_hooks
+from portal.plugins.generation_hooks import CheckedPrompt, GenerationReport
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ class Prepared:
     source: str
     target: EngineTarget
     request: ChatRequest
+    # What the plugins' prompt checks told the user (e.g. what was masked and why).
+    notices: tuple[str, ...] = ()
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
@@ -81,12 +87,43 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
 # --- Preparing ----------------------------------------------------------------------------
 
 
-def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> Prepared:
-    """Pick a ready engine for ``sampling.model`` and reserve the user's tokens (sync, DB).
+def check_prompt(user: Any, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> CheckedPrompt:
+    """Run the plugins' ``inference.before_generate`` hooks on ``messages`` (sync, no lock held).
 
-    Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
-    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
+    ``user`` is the user or their id. Returns the messages to send and the notices for the
+    user. Raises :class:`GenerationRejected`: ``refused_by_plugin`` with the plugin's message,
+    or ``plugin_failed`` when a check raised or timed out (fail closed). Call it outside a
+    transaction: hooks may be slow and write on their own database connection.
     """
+    if not hasattr(user, "pk"):
+        user = get_user_model().objects.get(pk=user)
+    try:
+        return generation_hooks.check_prompt(user, messages, model=sampling.model, source=source)
+    except generation_hooks.PromptRefused as exc:
+        raise GenerationRejected("refused_by_plugin", exc.message, plugin=exc.plugin) from exc
+    except generation_hooks.PromptCheckFailed as exc:
+        raise GenerationRejected("plugin_failed", exc.message, plugin=exc.plugin) from exc
+
+
+def prepare(
+    user_id: int,
+    messages: list[dict[str, str]],
+    sampling: Sampling,
+    *,
+    source: str,
+    checked: CheckedPrompt | None = None,
+) -> Prepared:
+    """Check the prompt, pick a ready engine for ``sampling.model`` and reserve the user's tokens.
+
+    ``checked`` is the result of :func:`check_prompt` when the caller ran it already (the
+    chat runs it before taking its locks); without it the plugins' checks run here first,
+    before anything is reserved. Raises :class:`GenerationRejected`: ``refused_by_plugin``
+    or ``plugin_failed`` (see :func:`check_prompt`), ``engine_unavailable`` (with the
+    engine's ``state``, ``progress`` and ``model``) when no engine is ready, or what the
+    ledger refuses.
+    """
+    if checked is None:
+        checked = check_prompt(user_id, messages, sampling, source=source)
     try:
         target = pick_engine(sampling.model)
     except EngineUnavailable as exc:
@@ -94,14 +131,14 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
             "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
         ) from exc
     request = ChatRequest(
-        messages=messages,
+        messages=checked.messages,
         max_tokens=sampling.max_tokens,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
         request_id=uuid.uuid4().hex,
     )
-    prepared = Prepared(user_id=user_id, source=source, target=target, request=request)
+    prepared = Prepared(user_id=user_id, source=source, target=target, request=request, notices=checked.notices)
     reserve_usage(prepared)
     return prepared
 
@@ -249,6 +286,7 @@ class Generation:
         outcome = self._outcome(status, error_code, error_message)
         await database_sync_to_async(self._settle)(outcome)
         await self.sink.on_finish(self, outcome)
+        _report_later(self.prepared, outcome)
         return outcome
 
     def _take(self, delta: ChatDelta) -> None:
@@ -325,3 +363,31 @@ class Generation:
             # ledger, then the audit chain, as begin_turn takes them.
             self.sink.persist(outcome)
             outcome.remaining = settle_usage(self.prepared, outcome)
+
+
+# The after_generate reports still running; the event loop keeps only weak references.
+_reports: set[asyncio.Task[None]] = set()
+
+
+def _report_later(prepared: Prepared, outcome: Outcome) -> None:
+    """Run the plugins' ``inference.after_generate`` hooks in a task, after the done frame went out."""
+    if not get_hooks(generation_hooks.AFTER_GENERATE):
+        return
+    report = GenerationReport(
+        user_id=prepared.user_id,
+        source=prepared.source,
+        request_id=outcome.request_id,
+        model=outcome.model,
+        engine=outcome.engine,
+        status=outcome.status,
+        content=outcome.content,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        error_code=outcome.error_code,
+    )
+    task = asyncio.create_task(
+        # Not the thread-sensitive executor: a slow hook must not hold up other database work.
+        database_sync_to_async(generation_hooks.report_generation, thread_sensitive=False)(report)
+    )
+    _reports.add(task)
+    task.add_done_callback(_reports.discard)

@@ -6,7 +6,9 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
+        from portal.access import has_role
         from portal.navigation import NavItem
         from portal.registry import registry
 
         registry.add("nav_items", NavItem("Home", "home", lambda user: True, order=0))
+        registry.add("nav_items", NavItem("Plugins", "plugins", lambda user: has_role(user, "admin"), order=940))

@@ -9,11 +9,13 @@ as a surprise hours later. Secrets can also be read from a file named by ``NAME_
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -148,3 +150,20 @@ def generated_secret(path: Path) -> str:
         finally:
             os.unlink(temporary)
     return path.read_text(encoding="utf-8").strip()
+
+
+def env_json_object(name: str) -> dict[str, Any]:
+    """Return a JSON object from ``NAME`` or from the file named by ``NAME_FILE``; ``{}`` when unset.
+
+    Text that is not JSON, or JSON that is not an object, is an error naming the variable.
+    """
+    value = env_secret(name)
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}.") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object ({{...}}), not {type(parsed).__name__}.")
+    return parsed
