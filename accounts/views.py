@@ -23,3 +23,12 @@ def account(request: HttpRequest) -> HttpResponse:
 def roles_line(request: HttpRequest) -> dict[str, object]:
     """Context of the home page's "Signed in as" widget: the user's role names."""
     return {"roles": sorted(role_names(request.user))}
+
+
+def budget_widget(request: HttpRequest) -> dict[str, object]:
+    """Context of the home page's budget widget: the tokens the user has left.
+
+    TODO(quota ledger, issue 8): fill ``remaining`` and ``resets_at`` from accounts/ledger.py;
+    until the ledger lands there are no limits, and the widget says so.
+    """
+    return {"limited": False, "remaining": None, "resets_at": None}

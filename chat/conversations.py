@@ -8,12 +8,12 @@ for someone else's conversation, exactly as for one that does not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from chat.models import Conversation, Message
@@ -306,6 +306,22 @@ def summaries(user: Any, query: str = "") -> list[dict[str, Any]]:
         {"id": conversation.pk, "title": str(conversation), "updated_at": conversation.updated_at.isoformat()}
         for conversation in conversations[:500]
     ]
+
+
+def recent(user: Any, count: int = 5) -> list[Conversation]:
+    """Return the user's ``count`` most recently updated conversations."""
+    return list(owned(user).order_by("-updated_at")[:count])
+
+
+def failures_since(since: datetime) -> list[dict[str, Any]]:
+    """Return the answers that failed or were cut off since ``since``, counted by error code."""
+    failed = Message.objects.filter(
+        role=Message.Role.ASSISTANT,
+        status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED],
+        created_at__gte=since,
+    )
+    rows = failed.values("status", "error_code").annotate(count=Count("pk")).order_by("-count", "error_code")
+    return [{"status": row["status"], "code": row["error_code"] or "—", "count": row["count"]} for row in rows]
 
 
 def detail(conversation: Conversation) -> dict[str, Any]:

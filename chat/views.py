@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.gates import member_required
@@ -83,3 +86,13 @@ def conversation_delete(request: HttpRequest, pk: int) -> JsonResponse:
         # Stop what was being written; its settlement finds the message gone and skips it.
         async_to_sync(streams.stop)(answer_id)
     return JsonResponse({"deleted": pk})
+
+
+def recent_widget(request: HttpRequest) -> dict[str, Any]:
+    """Context of the home page's widget of the user's recent conversations."""
+    return {"conversations": conversations.recent(request.user)}
+
+
+def failures_widget(request: HttpRequest) -> dict[str, Any]:
+    """Context of the admins' home page widget: answers that failed in the last day."""
+    return {"failures": conversations.failures_since(timezone.now() - timedelta(days=1))}

@@ -8,15 +8,18 @@ class InferenceConfig(AppConfig):
     verbose_name = "Inference"
 
     def ready(self) -> None:
-        from accounts.roles import is_admin
+        from accounts.roles import is_admin, is_member
         from inference.health_checks import check_engines, check_engines_ready
+        from inference.views import engines_widget
         from inference.ws_routes import websocket_urlpatterns
         from portal.navigation import NavItem
-        from portal.registry import UrlMount, registry
+        from portal.registry import DashboardWidget, UrlMount, registry
 
         registry.add("nav_items", NavItem("Engines", "inference:engines", is_admin, order=500))
         registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
         registry.put("readiness_checks", "engines", check_engines_ready)
         registry.add("doctor_checks", check_engines)
+        widget = DashboardWidget("inference/_engines_widget.html", engines_widget, order=10, visible=is_member)
+        registry.add("dashboard_widgets", widget)
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
