@@ -14,7 +14,7 @@ from tests.chat_stub_engine import register
 def widgets(client) -> str:
     response = client.get("/")
     assert response.status_code == 200
-    return response.content.decode()
+    return str(response.content.decode())
 
 
 def test_a_member_sees_the_models_their_budget_and_their_recent_conversations(alice, bob, client_for):

@@ -40,7 +40,12 @@ def reservations(monkeypatch):
     """Count the quota reservations (the ledger's seam in inference.generation)."""
     made = []
     original = generation.reserve_usage
-    monkeypatch.setattr(generation, "reserve_usage", lambda prepared: made.append(prepared) or original(prepared))
+
+    def counted(prepared):
+        made.append(prepared)
+        original(prepared)
+
+    monkeypatch.setattr(generation, "reserve_usage", counted)
     return made
 
 
@@ -78,7 +83,7 @@ def test_a_hook_sees_the_users_groups_and_the_request(alice):
     seen: list[PromptCheck] = []
     with hooks.register_temporarily(BEFORE_GENERATE, seen.append):
         check_prompt(alice, QUESTION, model="m", source="api")
-    assert (seen[0].user, seen[0].groups, seen[0].model, seen[0].source) == (alice, {"Members"}, "m", "api")
+    assert (seen[0].user, seen[0].groups, seen[0].model, seen[0].source) == (alice, frozenset({"Members"}), "m", "api")
 
 
 def test_the_callers_messages_are_not_changed_by_a_hook(alice):
