@@ -8,6 +8,7 @@ which equals its /tokenize count of the masked conversation, not of the original
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
@@ -64,10 +65,8 @@ class RelayHandler(socketserver.BaseRequestHandler):
         except OSError:
             pass
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 target.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
 
 
 @pytest.fixture
