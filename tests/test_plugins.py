@@ -237,6 +237,11 @@ def test_the_chat_composer_offers_the_plugins_action_to_its_roles(alice, adam, c
     assert "/static/dummy_plugin/action.js" in page
 
 
+def test_the_plugins_redactor_is_in_the_registrys_redactors():
+    (redactor,) = [item for item in registry["redactors"] if item.name == "order_code"]
+    assert redactor.apply("order ORD-123456 shipped") == "order [REDACTED:order_code] shipped"
+
+
 def test_the_plugins_management_command_runs(db):
     out = io.StringIO()
     call_command("dummy_hello", stdout=out)

@@ -7,6 +7,8 @@ timeout, ``[dummy:shout]`` upper-cases the question and tells the user so.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from portal import hooks
@@ -28,6 +30,17 @@ def widget_context(request: Any) -> dict[str, Any]:
     return {"notes": Note.objects.count()}
 
 
+@dataclass(frozen=True)
+class OrderCodeRedactor:
+    """An audit.redactors entry: the shop's order codes count as personal data here."""
+
+    name: str = "order_code"
+    order: int = 200
+
+    def apply(self, text: str) -> str:
+        return re.sub(r"\bORD-\d{6}\b", f"[REDACTED:{self.name}]", text)
+
+
 class DummyPluginConfig(PluginConfig):
     name = "tests.plugins.dummy_plugin"
     label = "dummy_plugin"
@@ -44,6 +57,7 @@ class DummyPluginConfig(PluginConfig):
     nav_items = (PluginNavItem("Dummy", "index", roles=("member",)),)
     dashboard_widgets = (DashboardWidget("dummy_plugin/widget.html", widget_context, order=700),)
     composer_actions = (ComposerAction("Dummy text", "dummy_plugin/action.js", data={"text": "from the dummy"}),)
+    redactors = (OrderCodeRedactor(),)
 
     def ready(self) -> None:
         super().ready()
