@@ -9,9 +9,12 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import is_admin, is_member
+        from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
+        from inference.engine_metrics import EngineCollector
         from inference.health_checks import check_engines, check_engines_ready
         from inference.views import engines_widget
         from inference.ws_routes import websocket_urlpatterns
+        from portal import metrics
         from portal.navigation import NavItem
         from portal.registry import DashboardWidget, UrlMount, registry
 
@@ -21,5 +24,8 @@ class InferenceConfig(AppConfig):
         registry.add("doctor_checks", check_engines)
         widget = DashboardWidget("inference/_engines_widget.html", engines_widget, order=10, visible=is_member)
         registry.add("dashboard_widgets", widget)
+        for doctor_check in ENGINE_OPS_CHECKS:
+            registry.add("doctor_checks", doctor_check)
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
+        metrics.register_collector("engines", EngineCollector())

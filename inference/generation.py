@@ -35,6 +35,7 @@ from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
+from portal import metrics
 from portal.hooks import get_hooks
 from portal.plugins import generation_hooks
 from portal.plugins.generation_hooks import CheckedPrompt, GenerationReport
@@ -127,6 +128,7 @@ def prepare(
     try:
         target = pick_engine(sampling.model)
     except EngineUnavailable as exc:
+        metrics.refused("engine_unavailable", source)
         raise GenerationRejected(
             "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
         ) from exc
@@ -234,6 +236,7 @@ class Generation:
         """Stream the answer, send frames, and settle exactly once however it ends."""
         self._task = asyncio.current_task()
         self._started = time.monotonic()
+        metrics.generation_started(self.prepared.source)
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False
@@ -284,7 +287,19 @@ class Generation:
         if rest is not None:
             await self._send(rest)
         outcome = self._outcome(status, error_code, error_message)
-        await database_sync_to_async(self._settle)(outcome)
+        try:
+            await database_sync_to_async(self._settle)(outcome)
+        finally:
+            # Also when settlement failed: the active-generations gauge must come down.
+            metrics.generation_finished(
+                channel=self.prepared.source,
+                model=outcome.model,
+                outcome=outcome.status,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                ttft_seconds=outcome.ttft_ms / 1000 if outcome.ttft_ms is not None else None,
+                duration_seconds=outcome.duration_ms / 1000,
+            )
         await self.sink.on_finish(self, outcome)
         _report_later(self.prepared, outcome)
         return outcome

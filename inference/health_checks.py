@@ -58,6 +58,8 @@ def check_engines() -> Iterator[Finding]:
             yield Finding(label, OK, f"ready, serving {config.served_model_name}.")
         elif view.state in ("crashed", "crash_loop"):
             diagnosis = state.diagnosis if state is not None else ""
-            yield Finding(label, FAIL, f"{view.message}. {diagnosis}".strip(), "See the Engines page for the log.")
+            remedies = " ".join(state.remedies) if state is not None and state.remedies else ""
+            fix = f"{remedies} See the Engines page for the log.".strip()
+            yield Finding(label, FAIL, f"{view.message}. {diagnosis}".strip(), fix)
         else:
             yield Finding(label, WARN if view.state != "stopped" else OK, view.message)

@@ -139,6 +139,7 @@ class MetricsReading:
     kv_cache_usage: float | None
     prompt_tokens_total: float
     generation_tokens_total: float
+    preemptions_total: float = 0.0
 
 
 _METRIC_LINE = re.compile(r"^(vllm:[a-z_]+)(?:\{[^}]*\})?\s+([-+0-9.eE]+|NaN)\s*$")
@@ -158,6 +159,7 @@ def parse_metrics(text: str) -> MetricsReading:
         kv_cache_usage=usage,
         prompt_tokens_total=totals.get("vllm:prompt_tokens_total", 0.0),
         generation_tokens_total=totals.get("vllm:generation_tokens_total", 0.0),
+        preemptions_total=totals.get("vllm:num_preemptions_total", 0.0),
     )
 
 

@@ -9,6 +9,8 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from portal import metrics
+
 logger = logging.getLogger(__name__)
 
 # Close codes in the private range (4000-4999), documented in docs/websocket.md.
@@ -32,7 +34,12 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
     stays open.
     """
 
+    _counted_open = False
+
     async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "websocket.disconnect" and self._counted_open:
+            self._counted_open = False
+            metrics.socket_closed()
         if message.get("type") in ("websocket.connect", "websocket.disconnect"):
             await super().dispatch(message)
             return
@@ -58,6 +65,8 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        self._counted_open = True
+        metrics.socket_opened()
         await self.on_connected()
 
     async def may_connect(self, user: Any) -> bool:

@@ -34,7 +34,8 @@ class Finding:
     fix: str = ""
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Return True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -75,12 +76,14 @@ def check_port() -> Finding:
 def check_bind_address() -> Finding:
     """Loopback-only binding is the most common reason a colleague cannot open the page."""
     host = settings.PORTAL_HOST
-    if _is_loopback(host):
+    if is_loopback(host) and settings.PORTAL_BEHIND_PROXY:
+        return Finding("bind address", OK, f"PORTAL_HOST={host}: only the reverse proxy reaches the portal.")
+    if is_loopback(host):
         return Finding(
             "bind address",
             WARN,
             f"PORTAL_HOST={host}: the portal is reachable from this machine only.",
-            "Put a reverse proxy in front (docs/deployment.md), or set PORTAL_HOST=0.0.0.0 "
+            "Put a reverse proxy in front (docs/deploy.md), or set PORTAL_HOST=0.0.0.0 "
             "(it then answers to this machine's names and addresses; other names go in PORTAL_ALLOWED_HOSTS).",
         )
     return Finding("bind address", OK, f"PORTAL_HOST={host}: reachable from other machines.")
@@ -92,7 +95,7 @@ def check_allowed_hosts() -> Finding:
     if "*" in hosts:
         return Finding("allowed hosts", WARN, "PORTAL_ALLOWED_HOSTS allows any host.", "Name the real host names.")
     name = socket.gethostname()
-    if not _is_loopback(settings.PORTAL_HOST) and name not in hosts and not any(h.startswith(".") for h in hosts):
+    if not is_loopback(settings.PORTAL_HOST) and name not in hosts and not any(h.startswith(".") for h in hosts):
         return Finding(
             "allowed hosts",
             WARN,
@@ -148,6 +151,10 @@ def check_websocket(url: str) -> Finding:
     redirect, 200, 400 or 404.
     """
     parts = urlsplit(url)
+    # A route an app registered (the first: the engine status socket), so the probe reaches
+    # a consumer and not the router's "no route" error.
+    routes = registry["websocket_routes"]
+    probe_path = "/" + str(routes[0].pattern).strip("^$") if routes else "/ws/"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Finding("websocket", FAIL, f"{url!r} is not an http(s) URL.", "Give the address people open.")
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -161,7 +168,7 @@ def check_websocket(url: str) -> Finding:
         "Origin": origin,
     }
     try:
-        connection.request("GET", "/ws/status/", headers=headers)
+        connection.request("GET", probe_path, headers=headers)
         response = connection.getresponse()
         status = response.status
     except OSError as exc:
@@ -173,19 +180,23 @@ def check_websocket(url: str) -> Finding:
     return Finding(
         "websocket",
         FAIL,
-        f"A WebSocket upgrade to {origin}/ws/status/ came back as HTTP {status}: something in between drops it.",
+        f"A WebSocket upgrade to {origin}{probe_path} came back as HTTP {status}: something in between drops it.",
         "Pass the Upgrade and Connection headers in the proxy (deploy/nginx.conf shows how).",
     )
 
 
 def run_checks(url: str | None = None) -> list[Finding]:
-    """Run every check in order; with ``url``, also test WebSocket upgrades through it."""
+    """Run every check in order; with ``url`` (default: PORTAL_PUBLIC_URL), also test WebSocket upgrades."""
+    from portal.doctor_checks import PORTAL_CHECKS
+
+    url = url or settings.PORTAL_PUBLIC_URL
     checks: list[Callable[[], Finding | Iterator[Finding]]] = [
         check_database,
         check_services,
         check_port,
         check_bind_address,
         check_allowed_hosts,
+        *PORTAL_CHECKS,
         # The apps' own checks (the inference app's engine checks, ...), from the registry.
         *registry["doctor_checks"],
     ]

@@ -114,7 +114,7 @@ class Registry(dict[str, Any]):
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("The registry's keys are fixed.")
 
-    update = setdefault = pop = popitem = clear = _refuse
+    update = setdefault = pop = popitem = clear = __ior__ = _refuse
 
     def add(self, key: str, entry: Any) -> None:
         """Append ``entry`` to the sequence store ``key``.

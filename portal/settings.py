@@ -38,7 +38,8 @@ if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("PORTAL_DEBUG=true is refused with PORTAL_ENV=production: unset PORTAL_DEBUG.")
 
 DATA_DIR = Path(env_str("PORTAL_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private to the portal's user: it holds the database, the secret key and the logs (doctor checks).
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 PORTAL_HOST = env_str("PORTAL_HOST", "127.0.0.1")
 PORTAL_PORT = env_int("PORTAL_PORT", 8000, minimum=1, maximum=65535)
@@ -87,6 +88,16 @@ ALLOWED_HOSTS = env_list("PORTAL_ALLOWED_HOSTS", [] if PRODUCTION else _default_
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("PORTAL_ALLOWED_HOSTS must name the public host name(s) in production.")
 CSRF_TRUSTED_ORIGINS = env_list("PORTAL_CSRF_TRUSTED_ORIGINS", [])
+# The address people open (https://portal.example.com); doctor checks the bind address,
+# allowed hosts, CSRF origins and WebSocket upgrades against it.
+PORTAL_PUBLIC_URL = env_url("PORTAL_PUBLIC_URL", ("http", "https"))
+# How many web processes serve this portal (the deploy/ units' count); doctor requires Redis
+# and the metrics' multiprocess directory when it is above 1.
+PORTAL_WEB_PROCESSES = env_int("PORTAL_WEB_PROCESSES", 1, minimum=1, maximum=256)
+# Bearer token that may read /metrics (staff sessions may too); unset: staff only.
+PORTAL_METRICS_TOKEN = env_secret("PORTAL_METRICS_TOKEN")
+if PORTAL_METRICS_TOKEN is not None and len(PORTAL_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("PORTAL_METRICS_TOKEN must be at least 32 characters long (`openssl rand -hex 32`).")
 
 INSTALLED_APPS = [
     "daphne",

@@ -24,6 +24,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
     # The apps' pages (chat/, engines/, account/, ...), as they mounted them in the registry.
     path("plugins/", plugin_views.plugins, name="plugins"),
     *(path(mount.prefix, _included(mount)) for mount in registry["url_mounts"]),

@@ -1,4 +1,4 @@
-"""Core pages: home, health and readiness."""
+"""Core pages: home, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from portal import dashboard, health
+from portal import dashboard, health, metrics
 from portal.access import has_role
+from portal.metrics_access import metrics_access
 
 
 @require_GET
@@ -37,3 +38,14 @@ def readyz(request: HttpRequest) -> JsonResponse:
     ready, report = health.readiness()
     checks = report if has_role(request.user, "admin") else health.summary(report)
     return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+@login_not_required
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the metrics token (``Authorization: Bearer``) or a staff session."""
+    refusal = metrics_access(request)
+    if refusal is not None:
+        return refusal
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

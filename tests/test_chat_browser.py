@@ -133,9 +133,13 @@ def test_tokens_arrive_stop_keeps_the_partial_answer(page: Any, portal: WebPorta
     assert stopped.startswith("tok0 tok1")
     assert "tok299" not in stopped
     assert page.is_visible("#send")
+    # The engine sent no usage for a stopped answer: counted, and said so, live and reloaded.
+    meta = page.locator(".msg-assistant .msg-meta").last.inner_text()
+    assert "tokens (estimated)" in meta
     page.reload()
     page.wait_for_selector('.msg-assistant[data-status="stopped"]')
     assert answer_text(page) == stopped
+    assert page.locator(".msg-assistant .msg-meta").last.inner_text() == meta
 
 
 def test_a_reload_during_an_answer_continues_it_and_history_survives(
@@ -162,3 +166,28 @@ def test_a_reload_during_an_answer_continues_it_and_history_survives(
     page.wait_for_selector('.msg-assistant[data-status="complete"]')
     assert page.locator(".msg-user .user-text").inner_text() == "Tell me a long story"
     assert answer_text(page).split()[-1] == "w119"
+
+
+def test_the_engine_badge_follows_what_the_status_socket_pushes(page: Any, portal: WebPortal) -> None:
+    def set_state(state: str, progress: float | None) -> None:
+        portal.manage(
+            "shell",
+            "-c",
+            "from inference.models import EngineState; "
+            f"EngineState.objects.filter(engine__name='stub').update(state={state!r}, progress={progress!r})",
+        )
+
+    log_in(page, portal.url, "alice")
+    badge = page.locator("#engine-status")
+    expect(badge).to_have_text("stub-model: ready", timeout=15_000)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    try:
+        set_state("loading", 0.4)
+        expect(badge).to_have_text("stub-model: model loading 40%", timeout=15_000)
+        expect(page.locator("#set-model option[value='stub-model']")).to_have_text("stub-model — model loading 40%")
+    finally:
+        set_state("ready", None)
+    expect(badge).to_have_text("stub-model: ready", timeout=15_000)
+    # The push carried the new state: the page fetched nothing for it.
+    assert requests == []

@@ -245,14 +245,14 @@ def test_a_flag_written_past_the_model_is_still_refused_at_launch_and_the_config
 
 
 def test_the_demo_engine_is_validated_like_the_form_validates_a_config(tmp_path):
-    from inference.demo import create_demo_engine
+    from inference.demo import DEMO_FLAGS, create_demo_engine
 
     with pytest.raises(ValidationError) as refused:
         create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", port=8170, max_model_len=1)
     assert "max_model_len" in refused.value.message_dict
     assert not EngineConfig.objects.exists()
     demo = create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", port=8170)
-    assert (demo.extra_flags, demo.desired_state) == ("--enforce-eager", EngineConfig.Desired.RUNNING)
+    assert (demo.extra_flags, demo.desired_state) == (DEMO_FLAGS, EngineConfig.Desired.RUNNING)
 
 
 def test_preparedemo_with_an_impossible_value_says_so_and_creates_nothing(monkeypatch, tmp_path):

@@ -45,6 +45,8 @@ def test_the_registry_refuses_a_new_key():
         registry.setdefault("widgets_of_my_plugin", [])
     with pytest.raises(TypeError, match="fixed"):
         registry.update({"widgets_of_my_plugin": []})
+    with pytest.raises(TypeError, match="fixed"):
+        registry.__ior__({"widgets_of_my_plugin": []})  # what `registry |= {...}` calls
     assert "widgets_of_my_plugin" not in registry
 
 
@@ -108,7 +110,9 @@ def test_the_apps_filled_the_registry_in_ready():
     assert {str(route.pattern) for route in registry["websocket_routes"]} >= {"ws/chat/", "ws/status/"}
     assert {mount.prefix for mount in registry["url_mounts"]} >= {"chat/", "engines/", "account/"}
     assert "engines" in registry["readiness_checks"]
-    assert [check.__module__ for check in registry["doctor_checks"]] == ["inference.health_checks"]
+    assert [check.__module__ for check in registry["doctor_checks"]] == ["inference.health_checks"] + [
+        "inference.doctor_checks_ops"
+    ] * 4
     assert set(registry["role_checks"]) == {"member", "auditor", "admin"}
 
 
