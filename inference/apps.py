@@ -11,6 +11,7 @@ class InferenceConfig(AppConfig):
         from accounts.roles import is_admin, is_member
         from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
         from inference.engine_metrics import EngineCollector
+        from inference.harmony_vocabulary import check_harmony_vocabulary
         from inference.health_checks import check_engines, check_engines_ready
         from inference.views import engines_widget
         from inference.ws_routes import websocket_urlpatterns
@@ -22,6 +23,7 @@ class InferenceConfig(AppConfig):
         registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
         registry.put("readiness_checks", "engines", check_engines_ready)
         registry.add("doctor_checks", check_engines)
+        registry.add("doctor_checks", check_harmony_vocabulary)
         widget = DashboardWidget("inference/_engines_widget.html", engines_widget, order=10, visible=is_member)
         registry.add("dashboard_widgets", widget)
         for doctor_check in ENGINE_OPS_CHECKS:
