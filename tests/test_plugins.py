@@ -183,6 +183,8 @@ def test_a_portal_with_broken_plugins_starts_serves_and_shows_admins_why(broken_
         row = page.split(f'data-plugin="{reference}"', 1)[1].split("</tr>", 1)[0]
         assert words in row, (reference, row)
     assert 'data-plugin="dummy" data-state="running"' in page
+    dummy = page.split('data-plugin="dummy"', 1)[1].split("</tr>", 1)[0]
+    assert "<code>inference.before_generate (50)</code>" in dummy
     assert 'data-plugin="failing-ready" data-state="failed"' in page
     assert admin.get("/plugins/dummy/").status_code == 200
     assert admin.get("/plugins/needs-setting/").status_code == 404

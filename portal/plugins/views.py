@@ -11,14 +11,24 @@ from django.views.decorators.http import require_GET
 
 from portal import __version__
 from portal.access import role_required
-from portal.plugins.config import failed_plugins
+from portal.plugins.config import failed_plugins, owner_of
 from portal.registry import registry
 
 
+def _hooks_by_plugin() -> dict[str, list[str]]:
+    """Return the hook names each plugin registered a function for (``name (order)``)."""
+    found: dict[str, list[str]] = {}
+    for name, entries in sorted(registry["hooks"].items()):
+        for entry in entries:
+            found.setdefault(owner_of(entry.fn), []).append(f"{name} ({entry.order})")
+    return found
+
+
 def plugin_rows() -> list[dict[str, Any]]:
-    """Return one row per plugin found at start-up or skipped: slug, version, state, warning."""
+    """Return one row per plugin found at start-up or skipped: slug, version, state, hooks, warning."""
     failed = failed_plugins()
     running = registry["plugins"]
+    hooks = _hooks_by_plugin()
     rows: list[dict[str, Any]] = []
     for found in settings.PORTAL_PLUGIN_DISCOVERY.found:
         config = running.get(found.slug)
@@ -30,6 +40,7 @@ def plugin_rows() -> list[dict[str, Any]]:
                 "source": found.source,
                 "state": "failed" if found.slug in failed else "running",
                 "warning": failed.get(found.slug, ""),
+                "hooks": hooks.get(found.slug, []),
                 "description": getattr(config, "description", ""),
                 "url": f"/plugins/{found.slug}/" if config is not None and config.urls else "",
             }
@@ -43,6 +54,7 @@ def plugin_rows() -> list[dict[str, Any]]:
                 "source": skipped.source,
                 "state": "skipped",
                 "warning": skipped.reason,
+                "hooks": [],
                 "description": "",
                 "url": "",
             }
