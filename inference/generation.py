@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -56,6 +56,8 @@ class Prepared:
     source: str
     target: EngineTarget
     request: ChatRequest
+    # The /v1 API's key (its public prefix), for the ledger's channel and the audit event.
+    api_key_prefix: str | None = None
     # What the plugins' prompt checks told the user (e.g. what was masked and why).
     notices: tuple[str, ...] = ()
 
@@ -112,16 +114,21 @@ def prepare(
     sampling: Sampling,
     *,
     source: str,
+    api_key_prefix: str | None = None,
+    engine_params: Mapping[str, Any] | None = None,
     checked: CheckedPrompt | None = None,
 ) -> Prepared:
     """Check the prompt, pick a ready engine for ``sampling.model`` and reserve the user's tokens.
 
-    ``checked`` is the result of :func:`check_prompt` when the caller ran it already (the
-    chat runs it before taking its locks); without it the plugins' checks run here first,
-    before anything is reserved. Raises :class:`GenerationRejected`: ``refused_by_plugin``
-    or ``plugin_failed`` (see :func:`check_prompt`), ``engine_unavailable`` (with the
-    engine's ``state``, ``progress`` and ``model``) when no engine is ready, or what the
-    ledger refuses.
+    ``engine_params`` are further OpenAI parameters the caller validated (sent as they are);
+    ``api_key_prefix`` names the API key of a ``source="api"`` request. ``checked`` is the
+    result of :func:`check_prompt` when the caller ran it already (the chat runs it before
+    taking its locks); without it the plugins' checks run here first, before anything is
+    reserved: call it outside a transaction then.
+
+    Raises :class:`GenerationRejected`: ``refused_by_plugin`` or ``plugin_failed`` (see
+    :func:`check_prompt`), ``engine_unavailable`` (with the engine's ``state``, ``progress``
+    and ``model``) when no engine is ready, or what the ledger refuses.
     """
     if checked is None:
         checked = check_prompt(user_id, messages, sampling, source=source)
@@ -139,8 +146,16 @@ def prepare(
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
         request_id=uuid.uuid4().hex,
+        engine_params=dict(engine_params or {}),
     )
-    prepared = Prepared(user_id=user_id, source=source, target=target, request=request, notices=checked.notices)
+    prepared = Prepared(
+        user_id=user_id,
+        source=source,
+        target=target,
+        request=request,
+        api_key_prefix=api_key_prefix,
+        notices=checked.notices,
+    )
     reserve_usage(prepared)
     return prepared
 
