@@ -13,11 +13,13 @@ import threading
 import time
 
 import pytest
+from channels.db import database_sync_to_async
 
 from inference import generation
 from portal import hooks
 from portal.plugins import AFTER_GENERATE, BEFORE_GENERATE, PromptCheck
 from portal.plugins.generation_hooks import PromptCheckFailed, PromptRefused, check_prompt
+from tests.api_client import call, chat, key_for, ledger_fixture  # noqa: F401 - fixture
 from tests.chat_socket import (
     chat_socket,
     frames_until,
@@ -233,3 +235,34 @@ async def test_a_slow_after_generate_hook_does_not_delay_the_done_frame(alice, s
         assert again[-1]["status"] == "complete"
         release.set()
     await socket.disconnect()
+
+
+# --- over the /v1 API -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loop_cleaned_up")
+@pytest.mark.parametrize(
+    ("marker", "status", "code"),
+    [("[dummy:refuse]", 403, "refused_by_plugin"), ("[dummy:raise]", 503, "plugin_failed")],
+)
+async def test_the_api_answers_a_plugin_refusal_or_failure_with_its_status_and_reserves_nothing(
+    alice, stub, ledger, marker, status, code
+):
+    secret = await database_sync_to_async(key_for)(alice)
+    reply = await call(chat(messages=[{"role": "user", "content": f"Hi {marker}"}]), key=secret)
+    assert reply.status == status, reply.body
+    error = reply.json()["error"]
+    assert error["code"] == code
+    assert error["plugin"] == "dummy"
+    assert ledger.reserved == []
+    assert stub.requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("loop_cleaned_up")
+async def test_the_api_sends_the_checked_messages_to_the_engine(alice, stub, ledger):
+    secret = await database_sync_to_async(key_for)(alice)
+    reply = await call(chat(messages=[{"role": "user", "content": "[dummy:shout] psst"}]), key=secret)
+    assert reply.status == 200, reply.body
+    assert stub.requests[-1]["messages"][-1]["content"] == "[DUMMY:SHOUT] PSST!"
