@@ -6,7 +6,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import signals  # noqa: F401 - connects the role signals
+        from accounts import audit_events, signals  # noqa: F401 - connects the role and audit signals
         from accounts.roles import ROLE_CHECKS, is_admin, is_member
         from accounts.views import budget_widget, roles_line
         from portal.navigation import NavItem

@@ -18,3 +18,13 @@ class ChatConfig(AppConfig):
         registry.add("dashboard_widgets", DashboardWidget("chat/_failures_widget.html", failures_widget, 50, is_admin))
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
+        _register_retention()
+
+
+def _register_retention() -> None:
+    from django.conf import settings
+
+    from chat.conversations import purge_older_than
+    from portal.audit.retention import register_task
+
+    register_task("conversations", lambda: int(settings.CHAT_RETENTION_DAYS), purge_older_than)
