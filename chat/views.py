@@ -19,6 +19,7 @@ from chat.conversations import ChatRejected
 from chat.models import Conversation
 from inference.sampling import REASONING_EFFORTS, TEMPERATURE_RANGE, max_tokens_limit
 from inference.status import model_choices
+from portal.audit.queries import refusals_since
 from portal.plugins.page_hooks import composer_actions
 
 
@@ -94,5 +95,6 @@ def recent_widget(request: HttpRequest) -> dict[str, Any]:
 
 
 def failures_widget(request: HttpRequest) -> dict[str, Any]:
-    """Context of the admins' home page widget: answers that failed in the last day."""
-    return {"failures": conversations.failures_since(timezone.now() - timedelta(days=1))}
+    """Context of the admins' home page widget: answers that failed and requests refused in the last day."""
+    since = timezone.now() - timedelta(days=1)
+    return {"failures": conversations.failures_since(since), "refusals": refusals_since(since)}

@@ -59,3 +59,27 @@ def test_an_admin_sees_the_failed_answers_of_the_last_day_by_reason(alice, adam,
     assert "<td>error</td><td>engine_unreachable</td><td>2</td>" in failures
     assert "<td>interrupted</td><td>detached</td><td>1</td>" in failures
     assert "old_failure" not in failures
+    assert "No request was refused." in failures
+
+
+def test_an_admin_sees_the_refusals_of_the_last_day_from_the_audit_trail(adam, client_for):
+    from portal.audit.trail import record
+
+    record("generation", outcome="over_quota")
+    record("generation", outcome="over_quota")
+    record("generation", outcome="refused", data={"code": "refused_by_plugin"})
+    record("generation", outcome="complete")
+    failures = widgets(client_for(adam)).split('data-widget="failures"', 1)[1].split("</section>", 1)[0]
+    assert "<td>over_quota</td><td>2</td>" in failures
+    assert "<td>refused</td><td>1</td>" in failures
+    assert "complete" not in failures
+
+
+def test_an_auditor_sees_the_state_of_the_audit_chain(audrey, alice, client_for):
+    from portal.audit.trail import record
+
+    record("test.event")
+    page = widgets(client_for(audrey))
+    chain = page.split('data-widget="audit-chain"', 1)[1].split("</section>", 1)[0]
+    assert "chain verifies" in chain
+    assert 'data-widget="audit-chain"' not in widgets(client_for(alice))

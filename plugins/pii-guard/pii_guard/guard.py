@@ -1,8 +1,9 @@
 """The prompt check: find personal data with the portal's redactors, then mask it or refuse.
 
 Runs as an ``inference.before_generate`` hook. It looks at the text people wrote (user and
-system messages; the model's own earlier answers are left alone), with every redactor in
-the registry's ``redactors`` store, the same ones the audit trail uses. What it does depends
+system messages; the model's own earlier answers are left alone), with every redactor of
+the portal (``portal.audit.redaction.registered()``: the built-in ones and those plugins
+added), the same ones the audit trail uses. What it does depends
 on the user's groups (see :mod:`pii_guard.policy`):
 
 - ``mask``: each finding is replaced by ``[REDACTED:<kind>]`` in what is sent to the model,
@@ -21,9 +22,9 @@ from collections import Counter
 from typing import Any
 
 from pii_guard import policy
-from portal import audit
+from portal.audit.redaction import registered
+from portal.audit.trail import record
 from portal.plugins import PromptCheck
-from portal.registry import registry
 
 CHECKED_ROLES = ("user", "system")
 KIND_WORDS = {
@@ -41,7 +42,7 @@ KIND_WORDS = {
 def masked(text: str, kinds: frozenset[str] | None) -> tuple[str, Counter[str]]:
     """Return ``text`` with the findings of the portal's redactors replaced, and what was found."""
     found: Counter[str] = Counter()
-    for redactor in sorted(registry["redactors"], key=lambda item: getattr(item, "order", 100)):
+    for redactor in registered():
         if kinds is not None and redactor.name not in kinds:
             continue
         marker = f"[REDACTED:{redactor.name}]"
@@ -94,7 +95,7 @@ def check_prompt(check: PromptCheck) -> None:
 
 def _record(check: PromptCheck, mode: str, found: Counter[str]) -> Any:
     outcome = "blocked" if mode == policy.BLOCK else "masked"
-    return audit.record(
+    return record(
         f"pii_guard.{outcome}",
         actor=check.user,
         target=check.source,
