@@ -29,7 +29,7 @@ class PromptTemplateForm(forms.ModelForm):  # type: ignore[type-arg]
     def save_for(self, user: Any) -> PromptTemplate:
         """Save the template with ``user`` as its owner (new) or keep its owner (edit)."""
         template: PromptTemplate = self.save(commit=False)
-        if template.owner_id is None:
+        if template.pk is None:
             template.owner = user
         template.save()
         return template

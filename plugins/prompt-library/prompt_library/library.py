@@ -37,5 +37,5 @@ def as_json(template: PromptTemplate, user: Any) -> dict[str, Any]:
         "variables": template.variables(),
         "shared": template.shared,
         "owner": template.owner.get_username(),
-        "mine": template.owner_id == user.pk,
+        "mine": template.owner.pk == user.pk,
     }
