@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.portal-requirements
 DEV_STAMP := $(VENV)/.portal-dev-requirements
 
-.PHONY: run test lint bench engine clean-engine deps dev-deps node
+.PHONY: run test lint bench engine clean-engine deps dev-deps node plugins
 
 $(VENV_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,16 +22,26 @@ $(DEV_STAMP): requirements-dev.txt $(VENV_STAMP)
 deps: $(VENV_STAMP)
 dev-deps: $(DEV_STAMP)
 
-run: deps node engine
+# The first-party plugins, installed like any third-party plugin (editable, found through their
+# `portal.plugins` entry points); see docs/plugins.md.
+PLUGIN_DIRS := plugins/pii-guard plugins/prompt-library
+PLUGINS_STAMP := $(VENV)/.portal-plugins
+$(PLUGINS_STAMP): $(VENV_STAMP) $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
+	$(PY) -m pip install -q $(addprefix -e ,$(PLUGIN_DIRS))
+	@touch $@
+
+plugins: $(PLUGINS_STAMP)
+
+run: deps plugins node engine
 	@$(PY) manage.py migrate --noinput -v0
 	@$(PY) manage.py bootstrap
 	@$(PY) manage.py preparedemo
 	@$(PY) manage.py runportal
 
-test: dev-deps node engine
+test: dev-deps plugins node engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: dev-deps
+lint: dev-deps plugins
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .

@@ -8,8 +8,8 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         # Connect the role and audit signals; register the shared-cache check of the rate limits.
         from accounts import audit_events, ratelimits, signals  # noqa: F401
-        from accounts.roles import ROLE_CHECKS, is_admin
-        from accounts.views import roles_line
+        from accounts.roles import ROLE_CHECKS, is_admin, is_member
+        from accounts.views import budget_widget, roles_line
         from portal.navigation import NavItem
         from portal.registry import DashboardWidget, UrlMount, registry
 
@@ -21,3 +21,4 @@ class AccountsConfig(AppConfig):
         registry.add("nav_items", NavItem("Account", "account", lambda user: True, order=900))
         registry.add("nav_items", NavItem("Admin", "admin:index", is_admin, order=950))
         registry.add("dashboard_widgets", DashboardWidget("accounts/_roles_line.html", roles_line, order=0))
+        registry.add("dashboard_widgets", DashboardWidget("accounts/_budget_widget.html", budget_widget, 15, is_member))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -9,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import api_keys, usage
+from accounts import api_keys, ledger, usage
 from accounts.api_keys import ApiKeyInvalid
 from accounts.forms import ApiKeyForm
 from accounts.gates import member_required
@@ -74,3 +76,17 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         "accounts/usage.html",
         {"summary": summary, "limits": limits, "chart": usage.chart(request.user)},
     )
+
+
+def budget_widget(request: HttpRequest) -> dict[str, object]:
+    """Context of the home page's budget widget: the tokens the user has left today and this month."""
+    left = ledger.remaining(request.user)
+    limits = [
+        (label, left[key], datetime.fromisoformat(left[resets]))
+        for label, key, resets in (
+            ("today", "tokens_today", "day_resets_at"),
+            ("this month", "tokens_this_month", "month_resets_at"),
+        )
+        if left[key] is not None
+    ]
+    return {"limited": bool(limits), "limits": limits}

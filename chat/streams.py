@@ -103,6 +103,7 @@ class ChatStream:
             "model": turn.prepared.target.served_model,
             "engine": turn.prepared.target.name,
             "reasoning_model": turn.prepared.target.reasoning,
+            "notices": list(turn.prepared.notices),
             "resumed": False,
         }
 

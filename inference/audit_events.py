@@ -35,7 +35,9 @@ ENGINE_PREFIX = "engine."
 # The refusal codes of GenerationRejected that have their own outcome; any other is "refused".
 REFUSAL_OUTCOMES = {"quota_exceeded": "over_quota", "rate_limited": "rate_limited"}
 # What prepare refuses: no engine ready, the ledger's refusals.
-REFUSED_BY_PREPARE = frozenset({"engine_unavailable", "quota_exceeded", "rate_limited"})
+REFUSED_BY_PREPARE = frozenset(
+    {"engine_unavailable", "quota_exceeded", "rate_limited", "refused_by_plugin", "plugin_failed"}
+)
 LOST = "lost"
 
 

@@ -42,6 +42,9 @@ from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
 from portal import metrics
 from portal.audit.request_context import set_request_id
+from portal.hooks import get_hooks
+from portal.plugins import generation_hooks
+from portal.plugins.generation_hooks import CheckedPrompt, GenerationReport
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class Prepared:
     api_key_prefix: str | None = None
     prompt_tokens: int = 0
     reservation: Reservation | None = None
+    # What the plugins' prompt checks told the user (e.g. what was masked and why).
+    notices: tuple[str, ...] = ()
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
@@ -138,6 +143,24 @@ def settle_lost_usage(request_ids: list[str]) -> int:
 # --- Preparing ----------------------------------------------------------------------------
 
 
+def check_prompt(user: Any, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> CheckedPrompt:
+    """Run the plugins' ``inference.before_generate`` hooks on ``messages`` (sync, no lock held).
+
+    ``user`` is the user or their id. Returns the messages to send and the notices for the
+    user. Raises :class:`GenerationRejected`: ``refused_by_plugin`` with the plugin's message,
+    or ``plugin_failed`` when a check raised or timed out (fail closed). Call it outside a
+    transaction: hooks may be slow and write on their own database connection.
+    """
+    if not hasattr(user, "pk"):
+        user = get_user_model().objects.get(pk=user)
+    try:
+        return generation_hooks.check_prompt(user, messages, model=sampling.model, source=source)
+    except generation_hooks.PromptRefused as exc:
+        raise GenerationRejected("refused_by_plugin", exc.message, plugin=exc.plugin) from exc
+    except generation_hooks.PromptCheckFailed as exc:
+        raise GenerationRejected("plugin_failed", exc.message, plugin=exc.plugin) from exc
+
+
 def prepare(
     user_id: int,
     messages: list[dict[str, str]],
@@ -146,17 +169,22 @@ def prepare(
     source: str,
     api_key_prefix: str | None = None,
     engine_params: Mapping[str, Any] | None = None,
+    checked: CheckedPrompt | None = None,
 ) -> Prepared:
-    """Pick a ready engine the user may use, count the prompt and reserve the user's tokens (sync, DB).
+    """Check the prompt, pick a ready engine the user may use, count the prompt and reserve the user's tokens.
 
     ``engine_params`` are further OpenAI parameters the caller validated (sent as they are);
-    ``api_key_prefix`` names the API key of a ``source="api"`` request.
+    ``api_key_prefix`` names the API key of a ``source="api"`` request. ``checked`` is the
+    result of :func:`check_prompt` when the caller ran it already (the chat runs it before
+    taking its locks); without it the plugins' checks run here first, before anything is
+    reserved: call it outside a transaction then.
 
-    Raises :class:`GenerationRejected`: ``model_not_allowed`` for a model outside the user's
-    policy, ``engine_unavailable`` (with the engine's ``state``, ``progress`` and ``model``)
-    when no engine is ready, or what the ledger refuses (see :func:`reserve_usage`). The caller
-    records the refusal with :func:`inference.audit_events.record_refusal` once its own
-    transaction has ended (here it would roll back with the refused turn).
+    Raises :class:`GenerationRejected`: ``refused_by_plugin`` or ``plugin_failed`` (see
+    :func:`check_prompt`), ``model_not_allowed`` for a model outside the user's policy,
+    ``engine_unavailable`` (with the engine's ``state``, ``progress`` and ``model``) when no
+    engine is ready, or what the ledger refuses (see :func:`reserve_usage`). The caller records
+    the refusal with :func:`inference.audit_events.record_refusal` once its own transaction
+    has ended (here it would roll back with the refused turn).
     """
     policy = effective_policy(_user(user_id))
     if sampling.model is not None:
@@ -164,6 +192,8 @@ def prepare(
             check_model(policy, sampling.model)
         except QuotaRefused as exc:
             raise _rejected(exc, source) from exc
+    if checked is None:
+        checked = check_prompt(user_id, messages, sampling, source=source)
     try:
         target = pick_engine(sampling.model, None if policy.all_models else policy.model_names)
     except EngineUnavailable as exc:
@@ -172,7 +202,7 @@ def prepare(
             "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
         ) from exc
     request = ChatRequest(
-        messages=messages,
+        messages=checked.messages,
         max_tokens=sampling.max_tokens,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
@@ -181,7 +211,8 @@ def prepare(
         priority=policy.priority if target.priority_scheduling else None,
         engine_params=dict(engine_params or {}),
     )
-    prompt_tokens, _ = count_prompt_tokens(target, messages)
+    # The prompt as it is sent (after the plugins' checks) is what the ledger reserves.
+    prompt_tokens, _ = count_prompt_tokens(target, checked.messages)
     prepared = Prepared(
         user_id=user_id,
         source=source,
@@ -189,6 +220,7 @@ def prepare(
         request=request,
         api_key_prefix=api_key_prefix,
         prompt_tokens=prompt_tokens,
+        notices=checked.notices,
     )
     return reserve_usage(prepared, policy)
 
@@ -353,6 +385,7 @@ class Generation:
                 duration_seconds=outcome.duration_ms / 1000,
             )
         await self.sink.on_finish(self, outcome)
+        _report_later(self.prepared, outcome)
         return outcome
 
     def _take(self, delta: ChatDelta) -> None:
@@ -430,3 +463,31 @@ class Generation:
             # ledger, then the audit chain, as begin_turn takes them.
             self.sink.persist(outcome)
             outcome.remaining = settle_usage(self.prepared, outcome)
+
+
+# The after_generate reports still running; the event loop keeps only weak references.
+_reports: set[asyncio.Task[None]] = set()
+
+
+def _report_later(prepared: Prepared, outcome: Outcome) -> None:
+    """Run the plugins' ``inference.after_generate`` hooks in a task, after the done frame went out."""
+    if not get_hooks(generation_hooks.AFTER_GENERATE):
+        return
+    report = GenerationReport(
+        user_id=prepared.user_id,
+        source=prepared.source,
+        request_id=outcome.request_id,
+        model=outcome.model,
+        engine=outcome.engine,
+        status=outcome.status,
+        content=outcome.content,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        error_code=outcome.error_code,
+    )
+    task = asyncio.create_task(
+        # Not the thread-sensitive executor: a slow hook must not hold up other database work.
+        database_sync_to_async(generation_hooks.report_generation, thread_sensitive=False)(report)
+    )
+    _reports.add(task)
+    task.add_done_callback(_reports.discard)

@@ -112,3 +112,8 @@ def status_json(request: HttpRequest) -> JsonResponse:
 def metrics_json(request: HttpRequest, name: str) -> JsonResponse:
     config = get_object_or_404(EngineConfig, name=name)
     return JsonResponse({"engine": name, "samples": telemetry.recent_samples(config)})
+
+
+def engines_widget(request: HttpRequest) -> dict[str, object]:
+    """Context of the home page's engine widget: each engine's state and how busy it is."""
+    return {"engines": [status.describe(config) for config in status.engines()]}

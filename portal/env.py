@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import secrets
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -185,3 +187,20 @@ def env_optional_int(name: str, *, minimum: int | None = None, maximum: int | No
     if not _raw(name):
         return None
     return env_int(name, 0, minimum=minimum, maximum=maximum)
+
+
+def env_json_object(name: str) -> dict[str, Any]:
+    """Return a JSON object from ``NAME`` or from the file named by ``NAME_FILE``; ``{}`` when unset.
+
+    Text that is not JSON, or JSON that is not an object, is an error naming the variable.
+    """
+    value = env_secret(name)
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}.") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object ({{...}}), not {type(parsed).__name__}.")
+    return parsed

@@ -55,19 +55,28 @@ class RegistryClosed(RuntimeError):
 
 @dataclass(frozen=True)
 class UrlMount:
-    """An app's URL conf, mounted by ``portal/urls.py`` under ``prefix`` (e.g. ``"chat/"``)."""
+    """An app's URL conf, mounted by ``portal/urls.py`` under ``prefix`` (e.g. ``"chat/"``).
+
+    With a ``namespace`` the URL names are reversed as ``"<namespace>:<name>"`` (plugins
+    get their slug), whatever ``app_name`` the URL conf sets.
+    """
 
     prefix: str
     urlconf: str
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)
 class DashboardWidget:
-    """A piece of the home page: ``template`` rendered with ``context(request)``, by ``order``."""
+    """A piece of the home page: ``template`` rendered with ``context(request)``, by ``order``.
+
+    Shown to users for whom ``visible(user)`` is true (everyone by default).
+    """
 
     template: str
     context: Callable[[Any], dict[str, Any]] = field(default=lambda request: {})
     order: int = 100
+    visible: Callable[[Any], bool] = field(default=lambda user: True)
 
 
 def _apps_ready() -> bool:

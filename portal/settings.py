@@ -14,12 +14,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import __version__
 from portal.env import (
     env_bool,
     env_choice,
     env_float,
     env_host_patterns,
     env_int,
+    env_json_object,
     env_list,
     env_optional_int,
     env_secret,
@@ -27,6 +29,7 @@ from portal.env import (
     env_url,
     generated_secret,
 )
+from portal.plugins.discovery import Discovery, discover
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -118,6 +121,36 @@ INSTALLED_APPS = [
     "inference",
     "chat",
 ]
+
+# --- Plugins (docs/plugins.md) -----------------------------------------------------------
+# Found before the apps load: installed packages' `portal.plugins` entry points and the
+# packages named here. A plugin that fails to import, is incompatible or lacks a required
+# setting is skipped with a warning (and listed on /plugins/); the portal starts anyway.
+PORTAL_PLUGINS = env_list("PORTAL_PLUGINS", [])
+PORTAL_PLUGINS_DISABLED = env_list("PORTAL_PLUGINS_DISABLED", [])
+PORTAL_PLUGINS_ENTRY_POINTS = env_bool("PORTAL_PLUGINS_ENTRY_POINTS", True)
+# {"<slug>": {"<setting>": value}}; PORTAL_PLUGIN_SETTINGS_FILE names a file holding it.
+PORTAL_PLUGIN_SETTINGS = env_json_object("PORTAL_PLUGIN_SETTINGS")
+# Seconds all inference.before_generate hooks of one request may take together; past it
+# the request is refused (fail closed). Other hooks' time is only logged.
+PORTAL_PLUGIN_HOOK_TIMEOUT = env_float("PORTAL_PLUGIN_HOOK_TIMEOUT", 5.0, minimum=0.1, maximum=120.0)
+
+
+def _discover_plugins() -> Discovery:
+    try:
+        return discover(
+            PORTAL_PLUGINS,
+            portal_version=__version__,
+            plugin_settings=PORTAL_PLUGIN_SETTINGS,
+            disabled=PORTAL_PLUGINS_DISABLED,
+            use_entry_points=PORTAL_PLUGINS_ENTRY_POINTS,
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+PORTAL_PLUGIN_DISCOVERY = _discover_plugins()
+INSTALLED_APPS += PORTAL_PLUGIN_DISCOVERY.apps
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -74,6 +74,18 @@ def usage_summary(events: QuerySet[Event]) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def refusals_since(since: datetime) -> list[dict[str, Any]]:
+    """Return the generations refused since ``since`` (over quota, rate limited, by a plugin, ...), by outcome."""
+    rows = (
+        Event.objects.filter(action="generation", created_at__gte=since)
+        .exclude(outcome__in=["complete", "stopped", "interrupted", "error", "lost"])
+        .values("outcome")
+        .annotate(count=Count("seq"))
+        .order_by("-count", "outcome")
+    )
+    return [dict(row) for row in rows]
+
+
 def chain_state() -> dict[str, Any]:
     """Return the banner: whether the chain verifies and its summary (cached for a short while)."""
     state: dict[str, Any] | None = cache.get(VERIFY_CACHE_KEY)
