@@ -9,11 +9,13 @@ as a surprise hours later. Secrets can also be read from a file named by ``NAME_
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -148,3 +150,17 @@ def generated_secret(path: Path) -> str:
         finally:
             os.unlink(temporary)
     return path.read_text(encoding="utf-8").strip()
+
+
+def env_json_object(name: str) -> dict[str, Any]:
+    """Return the variable as a JSON object ({} when unset); anything else stops start-up."""
+    value = _raw(name)
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}.") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object ({{...}}), not {type(parsed).__name__}.")
+    return parsed
