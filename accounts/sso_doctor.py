@@ -93,13 +93,21 @@ def check_provider(provider_id: str, config: dict[str, Any]) -> Iterator[Finding
 
 
 def _check_redirect_uri(name: str, env: str, endpoint: str, config: dict[str, Any], callback: str) -> Finding:
-    params = {"client_id": config["client_id"], "redirect_uri": callback, "response_type": "code", "scope": "openid"}
+    # A PKCE challenge too, or a provider that requires PKCE would refuse for that reason.
+    params = {
+        "client_id": config["client_id"],
+        "redirect_uri": callback,
+        "response_type": "code",
+        "scope": "openid",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
     try:
         response = httpx.get(endpoint, params=params, timeout=TIMEOUT, follow_redirects=False)
     except httpx.HTTPError as exc:
         return Finding(name, FAIL, f"The authorization endpoint {endpoint} does not answer ({exc!r}).", "Check the provider.")
-    location = response.headers.get("location", "")
-    if response.is_redirect and not location.startswith(callback):
+    # A provider redirects only to a registered redirect URI (its login page, or the URI with an error).
+    if response.is_redirect:
         return Finding(name, OK, f"The provider accepts the redirect URI {callback}.")
     text = response.text.lower()
     if "client" in text and "redirect" not in text:
