@@ -315,18 +315,23 @@ SOCIALACCOUNT_PROVIDERS = {
                 "settings": {
                     "server_url": config["server_url"],
                     "oauth_pkce_enabled": config["pkce"],
+                    "scope": config["scopes"],
                     **(
                         {}
                         if config["token_auth_method"] == "auto"
                         else {"token_auth_method": config["token_auth_method"]}
                     ),
                 },
-                "scope": config["scopes"],
             }
             for provider_id, config in PORTAL_OIDC.items()
         ],
     }
 }
+# The "Sign in with" buttons post to the portal, which redirects to the provider: browsers
+# apply the CSP's form-action to that redirect, so the providers' origins must be allowed.
+_OIDC_FORM_ORIGINS = "".join(
+    sorted({" " + "/".join(str(config["server_url"]).split("/")[:3]) for config in PORTAL_OIDC.values()})
+)
 SOCIALACCOUNT_ADAPTER = "accounts.oidc.PortalSocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
 # The provider vouches for the address it marks verified: such a sign-in is matched to the
@@ -450,7 +455,7 @@ PORTAL_CSP = env_str(
     "PORTAL_CSP",
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
-    "form-action 'self'; frame-ancestors 'none'",
+    f"form-action 'self'{_OIDC_FORM_ORIGINS}; frame-ancestors 'none'",
 )
 
 LOGGING = {

@@ -123,8 +123,13 @@ class Slapd:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Return ``settings.PORTAL_LDAP`` for a search-then-bind against this server."""
-        config: dict[str, Any] = {
-            "server_uri": self.uri,
+        return {**self.settings_for_uri(self.uri), **overrides}
+
+    @staticmethod
+    def settings_for_uri(uri: str) -> dict[str, Any]:
+        """Return ``settings.PORTAL_LDAP`` for this test directory served at ``uri``."""
+        return {
+            "server_uri": uri,
             "start_tls": False,
             "ca_file": "",
             "bind_dn": ROOT_DN,
@@ -139,7 +144,6 @@ class Slapd:
             "attributes": {"first_name": "givenName", "last_name": "sn", "email": "mail"},
             "timeout": 3.0,
         }
-        return {**config, **overrides}
 
 
 @pytest.fixture(scope="module")
