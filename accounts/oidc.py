@@ -20,7 +20,7 @@ from django.shortcuts import render
 
 from accounts import sign_in_failures
 from accounts.deprovision import deactivate
-from accounts.group_sync import SignInRefused, external_group_names, sync_groups
+from accounts.group_sync import SignInRefused, external_group_names, mapped_groups, sync_groups
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         user = sociallogin.user
         if user.pk is None:
             # A new account: refuse before it is made; its groups are set in save_user().
-            if settings.PORTAL_SSO_REQUIRE_GROUP and not _maps_any(groups, self._mapping(sociallogin)):
+            if settings.PORTAL_SSO_REQUIRE_GROUP and not mapped_groups(groups, self._mapping(sociallogin)):
                 raise _refuse(
                     request,
                     self._who(sociallogin),
@@ -127,6 +127,7 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         extra_context: Any = None,
     ) -> None:
         name = getattr(provider, "name", "the provider")
+        provider_id = getattr(getattr(provider, "app", None), "provider_id", None) or getattr(provider, "id", "oidc")
         if error == "cancelled":
             message = f"The sign-in with {name} was cancelled. You can try again."
         else:
@@ -134,10 +135,5 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
                 f"The sign-in with {name} did not work: the provider could not confirm who you are. "
                 "Try again; if it keeps failing, tell your administrator (the reason is in the portal's log)."
             )
-        raise _refuse(request, str(getattr(provider, "id", "oidc")), f"oidc: {error}: {exception!r}", message)
-
-
-def _maps_any(groups: list[str], mapping: Any) -> bool:
-    from accounts.group_sync import mapped_groups
-
-    return bool(mapped_groups(groups, mapping))
+        details = "".join(f" {part!r}" for part in (exception, extra_context) if part)
+        raise _refuse(request, str(provider_id), f"oidc:{provider_id}: {error}{details}", message)

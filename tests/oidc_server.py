@@ -113,3 +113,25 @@ def oidc_provider(tmp_path: Path) -> Iterator[OidcProvider]:
     provider.start()
     yield provider
     provider.stop()
+
+
+def sign_in_through(provider: OidcProvider, client: Any, login: str) -> Any:
+    """Sign in as ``login`` with the Django test ``client``: the provider's pages are walked with httpx.
+
+    Returns the portal's response to the provider's callback (the end of the sign-in).
+    """
+    import re
+
+    response = client.post("/accounts/oidc/company/login/", {"process": "login"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    location = response["Location"]
+    with httpx.Client(timeout=10) as browser:
+        while not location.startswith("http://testserver/"):
+            answer = browser.get(location)
+            if answer.status_code == 200:  # the provider's login form
+                action = re.search(r'<form[^>]*action="([^"]+)"', answer.text)
+                assert action, answer.text[:2000]
+                answer = browser.post(action.group(1), data={"prompt": "login", "login": login, "password": "any"})
+            assert answer.is_redirect, answer.text[:2000]
+            location = str(answer.next_request.url) if answer.next_request else answer.headers["location"]
+    return client.get(location.removeprefix("http://testserver"))
