@@ -7,8 +7,8 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import deprovision, signals  # noqa: F401 - connect the role and deactivation signals
-        from accounts.sso_doctor import SSO_CHECKS
         from accounts.roles import ROLE_CHECKS, is_admin
+        from accounts.sso_doctor import SSO_CHECKS
         from accounts.views import roles_line
         from portal.navigation import NavItem
         from portal.registry import DashboardWidget, UrlMount, registry
@@ -18,6 +18,6 @@ class AccountsConfig(AppConfig):
         registry.add("url_mounts", UrlMount("account/", "accounts.urls"))
         registry.add("nav_items", NavItem("Account", "account", lambda user: True, order=900))
         registry.add("nav_items", NavItem("Admin", "admin:index", is_admin, order=950))
-        for check in SSO_CHECKS:
-            registry.add("sso_checks", check)
+        for sso_check in SSO_CHECKS:
+            registry.add("sso_checks", sso_check)
         registry.add("dashboard_widgets", DashboardWidget("accounts/_roles_line.html", roles_line, order=0))

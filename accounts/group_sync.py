@@ -67,9 +67,7 @@ def sync_groups(user: Any, external: Iterable[str], mapping: Mapping[str, Sequen
     groups = []
     for name in sorted(wanted):
         group = (
-            Group.objects.get_or_create(name=name)[0]
-            if name in ALL_ROLES
-            else Group.objects.filter(name=name).first()
+            Group.objects.get_or_create(name=name)[0] if name in ALL_ROLES else Group.objects.filter(name=name).first()
         )
         if group is None:
             logger.warning("%s: the mapping names the portal group %r, which does not exist", source, name)

@@ -121,7 +121,7 @@ class PortalLDAPBackend(LDAPBackend):
     """django-auth-ldap with clear refusals and the portal's group mapping."""
 
     @property
-    def default_settings(self) -> dict[str, Any]:  # type: ignore[override]
+    def default_settings(self) -> dict[str, Any]:
         return ldap_settings(settings.PORTAL_LDAP)
 
     def get_or_build_user(self, username: str, ldap_user: Any) -> Any:

@@ -47,7 +47,9 @@ def _connection_failure(config: dict[str, Any], exc: ldap.LDAPError) -> Finding:
             f"TLS with {uri} failed ({_ldap_text(exc)}).",
             "Set PORTAL_LDAP_CA_FILE to the CA certificate that signed the server's certificate.",
         )
-    return Finding(NAME, FAIL, f"The LDAP server at {uri} answered with an error: {_ldap_text(exc)}.", "See the server's log.")
+    return Finding(
+        NAME, FAIL, f"The LDAP server at {uri} answered with an error: {_ldap_text(exc)}.", "See the server's log."
+    )
 
 
 def _ldap_text(exc: ldap.LDAPError) -> str:
@@ -95,6 +97,8 @@ def probe(config: dict[str, Any], username: str | None) -> Iterator[Finding]:
     try:
         groups = directory_groups(ldap_user)
     except ldap.LDAPError as exc:
-        yield Finding(NAME, FAIL, f"The group search failed: {_ldap_text(exc)}.", "Check PORTAL_LDAP_GROUP_SEARCH_BASE.")
+        yield Finding(
+            NAME, FAIL, f"The group search failed: {_ldap_text(exc)}.", "Check PORTAL_LDAP_GROUP_SEARCH_BASE."
+        )
         return
     yield Finding(NAME, OK, f"Groups of {username!r}: {describe_mapping(groups, settings.PORTAL_LDAP['group_map'])}.")

@@ -115,7 +115,9 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def save_user(self, request: HttpRequest, sociallogin: SocialLogin, form: Any = None) -> Any:
         user = super().save_user(request, sociallogin, form)
-        sync_groups(user, sociallogin.state.get("portal_groups", []), self._mapping(sociallogin), self._source(sociallogin))
+        sync_groups(
+            user, sociallogin.state.get("portal_groups", []), self._mapping(sociallogin), self._source(sociallogin)
+        )
         return user
 
     def on_authentication_error(

@@ -105,7 +105,9 @@ def _check_redirect_uri(name: str, env: str, endpoint: str, config: dict[str, An
     try:
         response = httpx.get(endpoint, params=params, timeout=TIMEOUT, follow_redirects=False)
     except httpx.HTTPError as exc:
-        return Finding(name, FAIL, f"The authorization endpoint {endpoint} does not answer ({exc!r}).", "Check the provider.")
+        return Finding(
+            name, FAIL, f"The authorization endpoint {endpoint} does not answer ({exc!r}).", "Check the provider."
+        )
     # A provider redirects only to a registered redirect URI (its login page, or the URI with an error).
     if response.is_redirect:
         return Finding(name, OK, f"The provider accepts the redirect URI {callback}.")

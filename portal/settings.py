@@ -8,6 +8,7 @@ Production sets ``PORTAL_ENV=production`` plus ``DATABASE_URL``, ``REDIS_URL`` a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
@@ -254,6 +255,7 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
         "or the other (implicit TLS, usually port 465)."
     )
 
+
 # --- Company sign-in: OpenID Connect and LDAP (docs/sso.md) ----------------------------
 def _group_map(name: str) -> dict[str, list[str]]:
     """Parse a group mapping: a JSON object of provider group -> portal group name(s)."""
@@ -268,11 +270,11 @@ def _group_map(name: str) -> dict[str, list[str]]:
     return mapping
 
 
-def _oidc_providers() -> dict[str, dict[str, object]]:
+def _oidc_providers() -> dict[str, dict[str, Any]]:
     """Read each provider named in PORTAL_OIDC_PROVIDERS from its PORTAL_OIDC_<ID>_* variables."""
     import re
 
-    providers: dict[str, dict[str, object]] = {}
+    providers: dict[str, dict[str, Any]] = {}
     for provider_id in env_list("PORTAL_OIDC_PROVIDERS", []):
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", provider_id):
             raise ImproperlyConfigured(
@@ -282,7 +284,9 @@ def _oidc_providers() -> dict[str, dict[str, object]]:
         server_url = env_url(prefix + "SERVER_URL", ("http", "https"))
         client_id = env_str(prefix + "CLIENT_ID", "")
         secret = env_secret(prefix + "CLIENT_SECRET")
-        missing = [n for n, v in (("SERVER_URL", server_url), ("CLIENT_ID", client_id), ("CLIENT_SECRET", secret)) if not v]
+        missing = [
+            n for n, v in (("SERVER_URL", server_url), ("CLIENT_ID", client_id), ("CLIENT_SECRET", secret)) if not v
+        ]
         if missing:
             raise ImproperlyConfigured(
                 f"OpenID Connect provider {provider_id!r} needs {', '.join(prefix + n for n in missing)}."
@@ -318,7 +322,7 @@ SOCIALACCOUNT_PROVIDERS = {
                     "scope": config["scopes"],
                     **(
                         {}
-                        if config["token_auth_method"] == "auto"
+                        if config["token_auth_method"] == "auto"  # noqa: S105 - a method name, no password
                         else {"token_auth_method": config["token_auth_method"]}
                     ),
                 },
@@ -344,7 +348,7 @@ SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
 
 PORTAL_LDAP_SERVER_URI = env_url("PORTAL_LDAP_SERVER_URI", ("ldap", "ldaps"))
-PORTAL_LDAP: dict[str, object] = {}
+PORTAL_LDAP: dict[str, Any] = {}
 if PORTAL_LDAP_SERVER_URI:
     _user_dn_template = env_str("PORTAL_LDAP_USER_DN_TEMPLATE", "")
     _user_search_base = env_str("PORTAL_LDAP_USER_SEARCH_BASE", "")

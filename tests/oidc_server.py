@@ -45,7 +45,9 @@ class OidcProvider:
     def start(self) -> None:
         node = shutil.which("node")
         if node is None or not (BASE_DIR / "node_modules" / "oidc-provider").is_dir():
-            message = "the OpenID Connect tests need node and npm's oidc-provider: apt-get install -y nodejs npm && make node"
+            message = (
+                "the OpenID Connect tests need node and npm's oidc-provider: apt-get install -y nodejs npm && make node"
+            )
             if os.environ.get("PORTAL_REQUIRE_BROWSER") == "1":
                 pytest.fail(message)
             pytest.skip(message)
@@ -58,7 +60,9 @@ class OidcProvider:
             "OIDC_CLAIMS_FILE": str(self.claims_file),
         }
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen([node, str(SCRIPT)], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [node, str(SCRIPT)], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-3000:]

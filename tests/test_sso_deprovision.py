@@ -14,9 +14,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def sessions_of(user: Any) -> int:
-    return sum(
-        1 for session in Session.objects.all() if session.get_decoded().get("_auth_user_id") == str(user.pk)
-    )
+    return sum(1 for session in Session.objects.all() if session.get_decoded().get("_auth_user_id") == str(user.pk))
 
 
 def test_deactivating_deletes_only_that_users_sessions(alice: Any, bob: Any, client_for: Any) -> None:

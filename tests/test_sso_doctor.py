@@ -56,14 +56,16 @@ def test_an_unreachable_provider_is_named(settings: Any, oidc_provider: OidcProv
     settings.PORTAL_OIDC = oidc_provider.settings_for(server_url=f"http://127.0.0.1:{free_port()}")
     output, passed = doctor()
     assert not passed
-    assert "The discovery document at" in output and "PORTAL_OIDC_COMPANY_SERVER_URL" in output
+    assert "The discovery document at" in output
+    assert "PORTAL_OIDC_COMPANY_SERVER_URL" in output
 
 
 def test_an_unreachable_ldap_server_is_named(settings: Any) -> None:
     settings.PORTAL_LDAP = Slapd.settings_for_uri(f"ldap://127.0.0.1:{free_port()}")
     output, passed = doctor()
     assert not passed
-    assert "does not answer" in output and "PORTAL_LDAP_SERVER_URI" in output
+    assert "does not answer" in output
+    assert "PORTAL_LDAP_SERVER_URI" in output
 
 
 def test_a_user_is_found_with_the_groups_it_maps_to(settings: Any, slapd: Slapd) -> None:  # noqa: F811
@@ -71,7 +73,8 @@ def test_a_user_is_found_with_the_groups_it_maps_to(settings: Any, slapd: Slapd)
     output, passed = doctor("--user", "carol")
     assert passed, output
     assert "'carol' is uid=carol,ou=people,dc=example,dc=org" in output
-    assert "-> Members" in output and "engineering" in output
+    assert "-> Members" in output
+    assert "engineering" in output
 
 
 def test_an_ambiguous_user_is_named(settings: Any, slapd: Slapd) -> None:  # noqa: F811
@@ -85,4 +88,5 @@ def test_a_wrong_bind_password_is_named(settings: Any, slapd: Slapd) -> None:  #
     settings.PORTAL_LDAP = slapd.settings(bind_password="wrong")
     output, passed = doctor()
     assert not passed
-    assert "refused the bind" in output and "PORTAL_LDAP_BIND_PASSWORD" in output
+    assert "refused the bind" in output
+    assert "PORTAL_LDAP_BIND_PASSWORD" in output

@@ -52,7 +52,9 @@ def test_the_directory_admins_group_makes_an_admin(directory: Slapd) -> None:
     _, response = sign_in("dave")
     assert response.status_code == 302
     dave = get_user_model().objects.get(username="dave")
-    assert groups_of("dave") == {ADMINS} and dave.is_staff and dave.is_superuser
+    assert groups_of("dave") == {ADMINS}
+    assert dave.is_staff
+    assert dave.is_superuser
 
 
 def test_without_nesting_the_inner_group_maps_to_nothing(directory: Slapd, settings: Any) -> None:

@@ -53,14 +53,18 @@ def test_a_first_sign_in_creates_the_account_with_the_mapped_role(company: OidcP
     company.set_claims("carol", {**CAROL, "groups": ["portal-admins", "unrelated"]})
     client = Client()
     response = sign_in_through(company, client, "carol")
-    assert response.status_code == 302 and response["Location"] == "/"
+    assert response.status_code == 302
+    assert response["Location"] == "/"
     carol = get_user_model().objects.get(username="carol")
-    assert groups_of(carol) == {ADMINS} and carol.is_superuser
+    assert groups_of(carol) == {ADMINS}
+    assert carol.is_superuser
     assert client.get("/account/").status_code == 200
 
 
 def test_a_verified_address_signs_in_to_the_existing_account(company: OidcProvider, alice: Any) -> None:
-    company.set_claims("alice-at-company", {"email": "alice@example.com", "email_verified": True, "groups": "portal-auditors"})
+    company.set_claims(
+        "alice-at-company", {"email": "alice@example.com", "email_verified": True, "groups": "portal-auditors"}
+    )
     sign_in_through(company, Client(), "alice-at-company")
     assert get_user_model().objects.filter(email="alice@example.com").count() == 1
     alice.refresh_from_db()
@@ -121,5 +125,6 @@ def test_a_provider_error_is_a_sentence_and_a_log_line(company: OidcProvider, ca
     response = client.get("/accounts/oidc/company/login/callback/?error=access_denied&state=forged")
     page = response.content.decode()
     assert response.status_code == 403
-    assert "did not work" in page and "Traceback" not in page
+    assert "did not work" in page
+    assert "Traceback" not in page
     assert "sign-in of 'company' failed" in caplog.text

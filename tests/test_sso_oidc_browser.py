@@ -26,9 +26,11 @@ def sign_in_with_company(page: Any, portal: WebPortal, login: str) -> None:
         page.click("button[type=submit]")
     try:
         page.wait_for_url(f"{portal.url}/", timeout=30_000)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure: show where the sign-in ended
         screenshot(page, "sso-oidc-failed")
-        raise AssertionError(f"sign-in ended at {page.url}: {page.inner_text('body')[:1500]}\n{portal.log.read_text()[-3000:]}") from None
+        raise AssertionError(
+            f"sign-in ended at {page.url}: {page.inner_text('body')[:1500]}\n{portal.log.read_text()[-3000:]}"
+        ) from None
 
 
 def roles_on_account_page(page: Any, portal: WebPortal) -> list[str]:
@@ -44,7 +46,12 @@ def test_the_groups_claim_decides_the_role_and_a_changed_claim_changes_it(browse
     provider.redirect_uris = [f"{portal.url}/accounts/oidc/company/login/callback/"]
     provider.set_claims(
         "carol",
-        {"email": "carol@example.org", "email_verified": True, "preferred_username": "carol", "groups": ["portal-users"]},
+        {
+            "email": "carol@example.org",
+            "email_verified": True,
+            "preferred_username": "carol",
+            "groups": ["portal-users"],
+        },
     )
     provider.start()
     try:
@@ -57,7 +64,12 @@ def test_the_groups_claim_decides_the_role_and_a_changed_claim_changes_it(browse
         # The provider moves carol to the auditors; her next sign-in follows.
         provider.set_claims(
             "carol",
-            {"email": "carol@example.org", "email_verified": True, "preferred_username": "carol", "groups": ["portal-auditors"]},
+            {
+                "email": "carol@example.org",
+                "email_verified": True,
+                "preferred_username": "carol",
+                "groups": ["portal-auditors"],
+            },
         )
         page.goto(f"{portal.url}/accounts/logout/")
         page.click("button[type=submit]")

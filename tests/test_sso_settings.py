@@ -23,7 +23,11 @@ LDAP = {"PORTAL_LDAP_SERVER_URI": "ldaps://ldap.example.com", "PORTAL_LDAP_USER_
 def test_a_provider_becomes_an_allauth_app_and_a_form_action_origin(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")
-    environ = {**COMPANY, "PORTAL_OIDC_COMPANY_NAME": "Staff login", "PORTAL_OIDC_COMPANY_GROUP_MAP": '{"g": ["Members", "Team A"]}'}
+    environ = {
+        **COMPANY,
+        "PORTAL_OIDC_COMPANY_NAME": "Staff login",
+        "PORTAL_OIDC_COMPANY_GROUP_MAP": '{"g": ["Members", "Team A"]}',
+    }
     del environ["PORTAL_OIDC_COMPANY_CLIENT_SECRET"]
     loaded = settings_under(tmp_path, **environ, PORTAL_OIDC_COMPANY_CLIENT_SECRET_FILE=str(secret_file))
     (app,) = loaded["SOCIALACCOUNT_PROVIDERS"]["openid_connect"]["APPS"]
@@ -46,7 +50,10 @@ def test_ldap_adds_its_backend_and_local_login_off_keeps_only_the_break_glass_on
         ({**COMPANY, "PORTAL_OIDC_PROVIDERS": "Company_1"}, "not a provider id"),
         ({**COMPANY, "PORTAL_OIDC_COMPANY_CLIENT_SECRET": ""}, "PORTAL_OIDC_COMPANY_CLIENT_SECRET"),
         ({**COMPANY, "PORTAL_OIDC_COMPANY_SERVER_URL": "id.example.com"}, "PORTAL_OIDC_COMPANY_SERVER_URL"),
-        ({**COMPANY, "PORTAL_OIDC_COMPANY_GROUP_MAP": "{g: Members}"}, "PORTAL_OIDC_COMPANY_GROUP_MAP is not valid JSON"),
+        (
+            {**COMPANY, "PORTAL_OIDC_COMPANY_GROUP_MAP": "{g: Members}"},
+            "PORTAL_OIDC_COMPANY_GROUP_MAP is not valid JSON",
+        ),
         ({**COMPANY, "PORTAL_OIDC_COMPANY_GROUP_MAP": '["Members"]'}, "must be a JSON object"),
         ({**COMPANY, "PORTAL_OIDC_COMPANY_GROUP_MAP": '{"g": 7}'}, "portal group name or a list"),
         ({**LDAP, "PORTAL_LDAP_USER_DN_TEMPLATE": "uid=%(user)s,dc=x"}, "exactly one of"),
@@ -59,10 +66,13 @@ def test_ldap_adds_its_backend_and_local_login_off_keeps_only_the_break_glass_on
         ({"PORTAL_SSO_GROUP_SYNC": "merge"}, "PORTAL_SSO_GROUP_SYNC"),
     ],
 )
-def test_a_bad_sign_in_setting_stops_start_up_with_a_sentence(tmp_path: Path, environ: dict[str, str], named: str) -> None:
+def test_a_bad_sign_in_setting_stops_start_up_with_a_sentence(
+    tmp_path: Path, environ: dict[str, str], named: str
+) -> None:
     result = run_manage("check", tmp_path=tmp_path, **environ)
     assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr and named in result.stderr
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ def password_form_shown(request: Any) -> bool:
     """Show the password form when local or LDAP passwords are accepted, or for break-glass (?local=1)."""
     if settings.PORTAL_LOCAL_LOGIN or settings.PORTAL_LDAP:
         return True
-    return request.GET.get("local") == "1" or request.method == "POST"
+    return bool(request.GET.get("local") == "1" or request.method == "POST")
 
 
 @register.simple_tag
