@@ -12,6 +12,7 @@ this module turns them into django-auth-ldap's objects. On top of django-auth-ld
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from typing import Any
 
@@ -32,6 +33,8 @@ from accounts.deprovision import deactivate
 from accounts.group_sync import SignInRefused, sync_groups
 
 logger = logging.getLogger(__name__)
+# The user name being checked, for the error signal (django-auth-ldap sends no name with it).
+_signing_in: contextvars.ContextVar[str] = contextvars.ContextVar("portal_ldap_signing_in", default="")
 
 GROUP_TYPES: dict[str, Any] = {
     "groupOfNames": GroupOfNamesType,
@@ -133,6 +136,7 @@ class PortalLDAPBackend(LDAPBackend):
     def authenticate_ldap_user(self, ldap_user: Any, password: str) -> Any:
         request = ldap_user._request
         username = ldap_user._username
+        token = _signing_in.set(username)
         try:
             user = super().authenticate_ldap_user(ldap_user, password)
         except AmbiguousUser as ambiguous:
@@ -146,6 +150,8 @@ class PortalLDAPBackend(LDAPBackend):
                 f"There is no portal account for {username}. Ask an administrator to create one.",
             )
             return None
+        finally:
+            _signing_in.reset(token)
         if user is None:
             return None
         if not user.is_active:
@@ -167,7 +173,7 @@ def _directory_error(sender: Any, context: str, user: Any, request: Any, excepti
     """Turn django-auth-ldap's error signal into a sentence for the login page."""
     if sender is not PortalLDAPBackend:
         return
-    username = getattr(user, "username", "") if user is not None else ""
+    username = getattr(user, "username", "") if user is not None else _signing_in.get()
     sign_in_failures.report(request, username, f"ldap {context}: {exception!r}", UNREACHABLE_MESSAGE)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import ldap
 
@@ -23,8 +25,28 @@ def _connect(config: dict[str, Any]) -> Any:
     return connection
 
 
+def _answers_tcp(uri: str) -> bool:
+    """True when something accepts a TCP connection at the URI's host and port."""
+    parts = urlsplit(uri)
+    port = parts.port or (636 if parts.scheme == "ldaps" else 389)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
 def _connection_failure(config: dict[str, Any], exc: ldap.LDAPError) -> Finding:
     uri = config["server_uri"]
+    tls = uri.startswith("ldaps://") or config["start_tls"]
+    if isinstance(exc, ldap.SERVER_DOWN | ldap.CONNECT_ERROR) and tls and _answers_tcp(uri):
+        return Finding(
+            NAME,
+            FAIL,
+            f"The LDAP server at {uri} answers, but the TLS handshake failed ({_ldap_text(exc)}).",
+            "Set PORTAL_LDAP_CA_FILE to the CA certificate that signed the server's certificate, and make sure "
+            "that certificate names the host in PORTAL_LDAP_SERVER_URI.",
+        )
     if isinstance(exc, ldap.SERVER_DOWN):
         return Finding(
             NAME,
@@ -39,13 +61,6 @@ def _connection_failure(config: dict[str, Any], exc: ldap.LDAPError) -> Finding:
             FAIL,
             f"The LDAP server at {uri} refused the bind as {config['bind_dn'] or 'anonymous'!r}.",
             "Set PORTAL_LDAP_BIND_DN and PORTAL_LDAP_BIND_PASSWORD (or _FILE) to a service account that may search.",
-        )
-    if isinstance(exc, ldap.CONNECT_ERROR):
-        return Finding(
-            NAME,
-            FAIL,
-            f"TLS with {uri} failed ({_ldap_text(exc)}).",
-            "Set PORTAL_LDAP_CA_FILE to the CA certificate that signed the server's certificate.",
         )
     return Finding(
         NAME, FAIL, f"The LDAP server at {uri} answered with an error: {_ldap_text(exc)}.", "See the server's log."

@@ -43,6 +43,9 @@ suffix "{suffix}"
 rootdn "{root_dn}"
 rootpw {root_password}
 directory {dir}/data
+TLSCACertificateFile {dir}/ca.pem
+TLSCertificateFile {dir}/server.pem
+TLSCertificateKeyFile {dir}/server.key
 access to attrs=userPassword by self read by anonymous auth by * none
 access to * by * read
 """
@@ -89,10 +92,53 @@ class Slapd:
         self.directory = directory
         self.port = free_port()
         self.uri = f"ldap://127.0.0.1:{self.port}"
+        self.tls_port = free_port()
+        self.ldaps_uri = f"ldaps://127.0.0.1:{self.tls_port}"
+        self.ca_file = str(directory / "ca.pem")
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _make_certificates(self) -> None:
+        """A throw-away CA and a server certificate for 127.0.0.1 (StartTLS and LDAPS)."""
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=self.directory, check=True, capture_output=True)
+
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Portal test CA",
+        )
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        )
+        (self.directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl(
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
+        )  # fmt: skip
 
     def start(self) -> None:
         (self.directory / "data").mkdir(parents=True)
+        self._make_certificates()
         config = self.directory / "slapd.conf"
         config.write_text(
             CONFIG.format(dir=self.directory, suffix=SUFFIX, root_dn=ROOT_DN, root_password=ROOT_PASSWORD)
@@ -100,7 +146,9 @@ class Slapd:
         log = (self.directory / "slapd.log").open("wb")
         # -d 0: stay in the foreground (the fixture owns the process), log nothing extra.
         self.process = subprocess.Popen(
-            [SLAPD, "-d", "0", "-f", str(config), "-h", f"{self.uri}/"], stdout=log, stderr=subprocess.STDOUT
+            [SLAPD, "-d", "0", "-f", str(config), "-h", f"{self.uri}/ {self.ldaps_uri}/"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20
         while not _listening(self.port):

@@ -90,3 +90,18 @@ def test_a_wrong_bind_password_is_named(settings: Any, slapd: Slapd) -> None:  #
     assert not passed
     assert "refused the bind" in output
     assert "PORTAL_LDAP_BIND_PASSWORD" in output
+
+
+def test_a_certificate_the_portal_cannot_verify_is_named(settings: Any, slapd: Slapd) -> None:  # noqa: F811
+    settings.PORTAL_LDAP = slapd.settings(server_uri=slapd.ldaps_uri)
+    output, passed = doctor()
+    assert not passed
+    assert "answers, but the TLS handshake failed" in output
+    assert "PORTAL_LDAP_CA_FILE" in output
+
+
+def test_ldaps_with_the_ca_file_passes(settings: Any, slapd: Slapd) -> None:  # noqa: F811
+    settings.PORTAL_LDAP = slapd.settings(server_uri=slapd.ldaps_uri, ca_file=slapd.ca_file)
+    output, passed = doctor("--user", "dave")
+    assert passed, output
+    assert "-> Admins" in output

@@ -115,3 +115,24 @@ def test_no_new_accounts_when_creation_is_off(directory: Slapd, settings: Any) -
     _, response = sign_in("carol")
     assert "There is no portal account for carol" in response.content.decode()
     assert not get_user_model().objects.filter(username="carol").exists()
+
+
+def test_starttls_with_the_ca_file_signs_in(directory: Slapd, settings: Any) -> None:
+    settings.PORTAL_LDAP = directory.settings(start_tls=True, ca_file=directory.ca_file)
+    _, response = sign_in("carol")
+    assert response.status_code == 302
+    assert groups_of("carol") == {MEMBERS}
+
+
+def test_ldaps_with_the_ca_file_signs_in(directory: Slapd, settings: Any) -> None:
+    settings.PORTAL_LDAP = directory.settings(server_uri=directory.ldaps_uri, ca_file=directory.ca_file)
+    _, response = sign_in("dave")
+    assert response.status_code == 302
+
+
+def test_ldaps_with_a_certificate_nobody_vouches_for_is_refused(directory: Slapd, settings: Any, caplog: Any) -> None:
+    settings.PORTAL_LDAP = directory.settings(server_uri=directory.ldaps_uri)
+    _, response = sign_in("dave")
+    assert "The company directory did not answer" in response.content.decode()
+    assert "sign-in of 'dave' failed: ldap search_for_user_dn: SERVER_DOWN" in caplog.text
+    assert not get_user_model().objects.filter(username="dave").exists()
