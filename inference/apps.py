@@ -11,6 +11,7 @@ class InferenceConfig(AppConfig):
         from accounts.roles import is_admin
         from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
         from inference.engine_metrics import EngineCollector
+        from inference.harmony_vocabulary import check_harmony_vocabulary
         from inference.health_checks import check_engines, check_engines_ready
         from inference.ws_routes import websocket_urlpatterns
         from portal import metrics
@@ -21,6 +22,7 @@ class InferenceConfig(AppConfig):
         registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
         registry.put("readiness_checks", "engines", check_engines_ready)
         registry.add("doctor_checks", check_engines)
+        registry.add("doctor_checks", check_harmony_vocabulary)
         for doctor_check in ENGINE_OPS_CHECKS:
             registry.add("doctor_checks", doctor_check)
         for route in websocket_urlpatterns:

@@ -110,6 +110,8 @@ def create_demo_engine(
     max_model_len: int = 4096,
     max_num_seqs: int = 8,
     cpu_kv_cache_gib: int = 1,
+    served_model_name: str = DEMO_SERVED_NAME,
+    reasoning_parser: str = "",
 ) -> EngineConfig:
     """Create the demo engine config (CPU settings, eager mode, the model card's sampling defaults), running.
 
@@ -118,7 +120,8 @@ def create_demo_engine(
     """
     config = EngineConfig(
         name=name,
-        served_model_name=DEMO_SERVED_NAME,
+        served_model_name=served_model_name,
+        reasoning_parser=reasoning_parser,
         model=str(model_path),
         device=EngineConfig.Device.CPU,
         dtype=EngineConfig.DType.BFLOAT16,

@@ -134,6 +134,10 @@ def _delta(chunk: dict[str, Any]) -> ChatDelta | None:
         delta.finish_reason = choice.get("finish_reason")
     if isinstance(usage, dict) and not choices:
         delta.usage = {key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        # Part of completion_tokens: vLLM counts the reasoning of a reasoning parser's model here.
+        details = usage.get("completion_tokens_details")
+        if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
+            delta.usage["reasoning_tokens"] = int(details["reasoning_tokens"])
     if delta.content or delta.reasoning or delta.finish_reason or delta.usage:
         return delta
     return None

@@ -74,6 +74,8 @@ ENV_NAMES = frozenset(
 ENV_PREFIXES = (
     "LC_", "XDG_", "HF_", "HUGGING_FACE_", "TRANSFORMERS_", "TOKENIZERS_", "TORCH", "PYTORCH_", "TRITON_",
     "CUDA_", "NVIDIA_", "NCCL_", "VLLM_", "OMP_", "KMP_", "MKL_", "ONEDNN_", "DNNL_", "OPENBLAS_", "RAY_",
+    # TIKTOKEN_ENCODINGS_BASE: where upstream openai-harmony finds gpt-oss's vocabulary offline.
+    "TIKTOKEN_",
 )  # fmt: skip
 _GUARD_SCRIPT = Path(__file__).resolve().with_name("process_guard.py")
 _LINE_END = re.compile(r"\r\n|\r|\n")

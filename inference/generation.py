@@ -133,6 +133,8 @@ class Outcome:
     finish_reason: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int = 0
+    # The part of completion_tokens that was reasoning, when the engine counted it (else None).
+    reasoning_tokens: int | None = None
     usage_estimated: bool = False
     ttft_ms: int | None = None
     duration_ms: int = 0
@@ -327,6 +329,7 @@ class Generation:
             prompt_tokens=usage["prompt_tokens"] if usage else None,
             # vLLM streams about one token per chunk: the estimate when it sent no usage (stop).
             completion_tokens=usage["completion_tokens"] if usage else self._token_chunks,
+            reasoning_tokens=usage.get("reasoning_tokens") if usage else None,
             usage_estimated=usage is None,
             ttft_ms=round((self._first_token_at - self._started) * 1000) if self._first_token_at else None,
             duration_ms=round((now - self._started) * 1000),

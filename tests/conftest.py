@@ -14,7 +14,7 @@ from django.test import Client
 
 from accounts.roles import ADMINS, AUDITORS, MEMBERS, assign_role
 
-pytest_plugins = ["tests.stack"]
+pytest_plugins = ["tests.stack", "tests.gptoss_stack"]
 
 PASSWORD = "correct horse battery staple"
 

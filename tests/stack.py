@@ -162,14 +162,14 @@ class Stack:
         """Return one engine's config and state, as the supervisor last wrote them."""
         rows = self.query(
             "SELECT c.name, c.served_model_name, c.port, c.model, s.state, s.pid, s.base_url, s.api_key, "
-            "s.crash_count, s.failure_kind, s.progress FROM inference_engineconfig c "
+            "s.crash_count, s.failure_kind, s.progress, c.reasoning_parser FROM inference_engineconfig c "
             "LEFT JOIN inference_enginestate s ON s.engine_id = c.id WHERE c.name = ?",
             (name or self.engine_name,),
         )
         if not rows:
             raise AssertionError(f"no engine named {name or self.engine_name}")
         keys = ("name", "served_model", "port", "model", "state", "pid", "base_url", "api_key", "crash_count",
-                "failure_kind", "progress")  # fmt: skip
+                "failure_kind", "progress", "reasoning_parser")  # fmt: skip
         return dict(zip(keys, rows[0], strict=True))
 
     @property
@@ -253,6 +253,17 @@ class Stack:
         wait_until(answers, 60, "the web process")
         return url, process
 
+    def add_member(self, username: str, password: str) -> None:
+        """Create ``username`` as a member in the stack's database (for logging in from a browser)."""
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; from accounts.roles import assign_role, MEMBERS; "
+            f"u, _ = get_user_model().objects.get_or_create(username={username!r}, "
+            f"defaults={{'email': '{username}@example.com'}}); "
+            f"u.set_password({password!r}); u.save(); assign_role(u, MEMBERS)",
+        )
+
     def register_in_test_db(self, name: str | None = None) -> Any:
         """Copy the running engine (config and ready state) into pytest-django's test database.
 
@@ -271,6 +282,7 @@ class Stack:
                 "model": engine["model"],
                 "port": engine["port"],
                 "device": EngineConfig.Device.CPU,
+                "reasoning_parser": engine["reasoning_parser"],
                 "desired_state": EngineConfig.Desired.RUNNING,
             },
         )
@@ -341,22 +353,35 @@ def build_stack(tmp_root: Path) -> Stack:
 
 
 @pytest.fixture(scope="session")
-def engine_stack() -> Iterator[Stack]:
-    """A ready demo engine under the real supervisor, shared by the whole session."""
+def stack_base() -> Iterator[Stack]:
+    """The stack's data dir, database and demo engine config, with no supervisor started yet.
+
+    Engine fixtures start their supervisors on it (``engine_stack``, ``gptoss_engine``), so
+    that engines share one database and the portal routes between them by model name. At
+    the end every supervisor is stopped and no vLLM process may survive.
+    """
     _require_engine()
     with tempfile.TemporaryDirectory(prefix="portal-stack-") as tmp:
         stack = build_stack(Path(tmp))
         try:
-            stack.start_supervisor()
-            stack.wait_for_state("ready")
             yield stack
         finally:
+            names = [stack.engine_name, *stack.supervisors]
             try:
                 stack.teardown()
-                leftovers = engine_processes(stack.engine_name)
+                leftovers = [pid for name in names for pid in engine_processes(name)]
                 for pid in leftovers:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 assert not leftovers, f"vLLM processes outlived the supervisor: {leftovers}"
             finally:
                 stack.database.drop()
+
+
+@pytest.fixture(scope="session")
+def engine_stack(stack_base: Stack) -> Stack:
+    """A ready demo engine under the real supervisor, shared by the whole session."""
+    if stack_base.engine_name not in stack_base.supervisors:
+        stack_base.start_supervisor()
+    stack_base.wait_for_state("ready")
+    return stack_base

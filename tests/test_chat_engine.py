@@ -99,13 +99,7 @@ def engine_web(engine_stack: Stack) -> str:
     """A Daphne process on the engine stack, with alice as a member."""
     chromium_executable()
     url, _ = engine_stack.start_web()
-    engine_stack.manage(
-        "shell",
-        "-c",
-        "from django.contrib.auth import get_user_model; from accounts.roles import assign_role, MEMBERS; "
-        f"u, _ = get_user_model().objects.get_or_create(username='alice', defaults={{'email': 'alice@example.com'}}); "
-        f"u.set_password({PASSWORD!r}); u.save(); assign_role(u, MEMBERS)",
-    )
+    engine_stack.add_member("alice", PASSWORD)
     return url
 
 
