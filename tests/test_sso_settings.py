@@ -79,6 +79,7 @@ def test_a_bad_sign_in_setting_stops_start_up_with_a_sentence(
 def local_login_off(settings: Any) -> None:
     settings.PORTAL_LOCAL_LOGIN = False
     settings.PORTAL_LOCAL_LOGIN_USERS = ["adam"]
+    settings.PORTAL_OIDC = {"company": {"name": "Company"}}
     settings.AUTHENTICATION_BACKENDS = ["accounts.backends.LocalPasswordBackend"]
     settings.SOCIALACCOUNT_PROVIDERS = {
         "openid_connect": {

@@ -10,6 +10,17 @@ from django.conf import settings
 register = template.Library()
 
 
+@register.simple_tag(takes_context=True)
+def company_providers(context: Any) -> list[Any]:
+    """Return the configured OpenID Connect providers (none: the page asks the database nothing)."""
+    if not settings.PORTAL_OIDC:
+        return []
+    from allauth.socialaccount.adapter import get_adapter
+
+    providers = get_adapter().list_providers(context["request"])
+    return sorted(providers, key=lambda provider: str(provider.name))
+
+
 @register.simple_tag
 def password_form_shown(request: Any) -> bool:
     """Show the password form when local or LDAP passwords are accepted, or for break-glass (?local=1)."""
