@@ -51,12 +51,18 @@ def external_group_names(value: Any) -> list[str]:
 
 
 def sync_groups(user: Any, external: Iterable[str], mapping: Mapping[str, Sequence[str]], source: str) -> set[str]:
-    """Give ``user`` the portal groups its provider groups map to; return their names.
+    """Give ``user`` the portal groups its provider groups map to; return the user's group names.
+
+    An empty ``mapping`` leaves the groups alone (the portal manages them) and refuses no one.
 
     Raises :class:`SignInRefused` when ``PORTAL_SSO_REQUIRE_GROUP`` is on and no group maps;
     the caller then deactivates the account. A mapped group that does not exist (and is not
     one of the three roles, which are re-created) is skipped and logged: doctor --sso names it.
     """
+    if not mapping:
+        # No mapping for this source: its groups mean nothing here and the portal's own
+        # groups stay as admins set them (replacing would strip every role at each sign-in).
+        return set(user.groups.values_list("name", flat=True))
     external = list(external)
     wanted = mapped_groups(external, mapping)
     if settings.PORTAL_SSO_REQUIRE_GROUP and not wanted:

@@ -85,7 +85,8 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         user = sociallogin.user
         if user.pk is None:
             # A new account: refuse before it is made; its groups are set in save_user().
-            if settings.PORTAL_SSO_REQUIRE_GROUP and not mapped_groups(groups, self._mapping(sociallogin)):
+            mapping = self._mapping(sociallogin)
+            if settings.PORTAL_SSO_REQUIRE_GROUP and mapping and not mapped_groups(groups, mapping):
                 raise _refuse(
                     request,
                     self._who(sociallogin),

@@ -61,3 +61,9 @@ def test_doctor_names_a_mapped_group_that_does_not_exist(settings: Any) -> None:
 def test_user_without_sso_is_refused_by_doctor() -> None:
     with pytest.raises(CommandError, match="--user goes with --sso"):
         call_command("doctor", "--user", "carol")
+
+
+@pytest.mark.django_db
+def test_without_a_mapping_the_portal_groups_stay_and_nobody_is_refused(adam: Any, settings: Any) -> None:
+    settings.PORTAL_SSO_REQUIRE_GROUP = True
+    assert sync_groups(adam, ["anything"], {}, "test") == {ADMINS}
