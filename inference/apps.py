@@ -20,6 +20,7 @@ class InferenceConfig(AppConfig):
 
         registry.add("nav_items", NavItem("Engines", "inference:engines", is_admin, order=500))
         registry.add("url_mounts", UrlMount("engines/", "inference.urls"))
+        registry.add("url_mounts", UrlMount("v1/", "inference.api.urls"))
         registry.put("readiness_checks", "engines", check_engines_ready)
         registry.add("doctor_checks", check_engines)
         registry.add("doctor_checks", check_harmony_vocabulary)

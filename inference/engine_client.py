@@ -35,6 +35,8 @@ class ChatRequest:
     top_p: float | None = None
     reasoning_effort: str | None = None
     request_id: str | None = None
+    # Further OpenAI parameters, already validated by the caller (the /v1 API: stop, seed, ...).
+    engine_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +95,7 @@ def _client() -> httpx.AsyncClient:
 
 def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
     body: dict[str, Any] = {
+        **request.engine_params,
         "model": target.served_model,
         "messages": request.messages,
         "max_tokens": request.max_tokens,

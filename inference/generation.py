@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -52,6 +52,8 @@ class Prepared:
     source: str
     target: EngineTarget
     request: ChatRequest
+    # The /v1 API's key (its public prefix), for the ledger's channel and the audit event.
+    api_key_prefix: str | None = None
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
@@ -82,8 +84,19 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
 # --- Preparing ----------------------------------------------------------------------------
 
 
-def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> Prepared:
+def prepare(
+    user_id: int,
+    messages: list[dict[str, str]],
+    sampling: Sampling,
+    *,
+    source: str,
+    api_key_prefix: str | None = None,
+    engine_params: Mapping[str, Any] | None = None,
+) -> Prepared:
     """Pick a ready engine for ``sampling.model`` and reserve the user's tokens (sync, DB).
+
+    ``engine_params`` are further OpenAI parameters the caller validated (sent as they are);
+    ``api_key_prefix`` names the API key of a ``source="api"`` request.
 
     Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
     ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
@@ -102,8 +115,9 @@ def prepare(user_id: int, messages: list[dict[str, str]], sampling: Sampling, *,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
         request_id=uuid.uuid4().hex,
+        engine_params=dict(engine_params or {}),
     )
-    prepared = Prepared(user_id=user_id, source=source, target=target, request=request)
+    prepared = Prepared(user_id=user_id, source=source, target=target, request=request, api_key_prefix=api_key_prefix)
     reserve_usage(prepared)
     return prepared
 

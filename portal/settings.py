@@ -514,3 +514,7 @@ GENERATION_MAX_TOKENS_LIMIT = env_int("PORTAL_MAX_TOKENS_LIMIT", 4096, minimum=1
 GENERATION_MAX_TOKENS_DEFAULT = env_int(
     "PORTAL_MAX_TOKENS_DEFAULT", min(1024, GENERATION_MAX_TOKENS_LIMIT), minimum=1, maximum=GENERATION_MAX_TOKENS_LIMIT
 )
+
+# --- OpenAI-compatible API (inference/api/, docs/api.md) -----------------------------------
+# Bodies above this many bytes are refused with 413 before they are parsed.
+API_MAX_BODY_BYTES = env_int("PORTAL_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
