@@ -110,6 +110,31 @@ def test_a_required_group_deactivates_and_logs_out_someone_who_lost_it(
     # (that the session rows are deleted and sockets closed: tests/test_sso_deprovision.py)
 
 
+def test_a_refused_sign_in_stops_the_api_keys_at_once(company: OidcProvider, settings: Any, alice: Any) -> None:
+    from accounts import api_keys
+
+    _, secret = api_keys.create_key(alice, "laptop")
+    api = Client()
+    assert api.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
+    settings.PORTAL_SSO_REQUIRE_GROUP = True
+    company.set_claims("alice", {"email": "alice@example.com", "email_verified": True, "groups": ["unrelated"]})
+    sign_in_through(company, Client(), "alice")
+    refused = api.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert refused.status_code in (401, 403)
+    assert "deactivated" in refused.content.decode()
+
+
+def test_losing_the_members_group_at_the_provider_stops_the_api_keys(company: OidcProvider, alice: Any) -> None:
+    from accounts import api_keys
+
+    _, secret = api_keys.create_key(alice, "laptop")
+    company.set_claims("alice", {"email": "alice@example.com", "email_verified": True, "groups": ["portal-auditors"]})
+    sign_in_through(company, Client(), "alice")
+    refused = Client().get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert refused.status_code == 403
+    assert "may no longer use the API" in refused.content.decode()
+
+
 def test_no_account_is_made_when_creation_is_off(company: OidcProvider, settings: Any) -> None:
     settings.PORTAL_SSO_CREATE_USERS = False
     company.set_claims("carol", {**CAROL, "groups": ["portal-users"]})
