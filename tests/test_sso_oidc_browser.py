@@ -54,9 +54,10 @@ def test_the_groups_claim_decides_the_role_and_a_changed_claim_changes_it(browse
         },
     )
     provider.start()
+    context = browser.new_context()
     try:
         portal.start()
-        page = browser.new_page()
+        page = context.new_page()
         sign_in_with_company(page, portal, "carol")
         assert roles_on_account_page(page, portal) == ["Members"]
         assert page.locator("text=carol@example.org").count() == 1
@@ -77,5 +78,6 @@ def test_the_groups_claim_decides_the_role_and_a_changed_claim_changes_it(browse
         assert roles_on_account_page(page, portal) == ["Auditors"]
         screenshot(page, "sso-oidc-auditor")
     finally:
+        context.close()
         portal.stop()
         provider.stop()
