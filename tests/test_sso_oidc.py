@@ -153,3 +153,15 @@ def test_a_provider_error_is_a_sentence_and_a_log_line(company: OidcProvider, ca
     assert "did not work" in page
     assert "Traceback" not in page
     assert "sign-in of 'company' failed" in caplog.text
+
+
+def test_a_refused_sign_in_is_in_the_audit_trail_with_its_reason(company: OidcProvider, settings: Any) -> None:
+    pytest.importorskip("portal.audit.trail", reason="the audit trail (issue 9) is not merged yet")
+    from portal.audit.models import Event  # type: ignore[import-not-found,unused-ignore]
+
+    settings.PORTAL_SSO_REQUIRE_GROUP = True
+    company.set_claims("carol", {**CAROL, "groups": ["unrelated"]})
+    sign_in_through(company, Client(), "carol")
+    event = Event.objects.get(action="auth.login_failed", target="carol@example.org")
+    assert event.outcome == "refused"
+    assert "none of the groups ['unrelated'] is mapped" in event.data
