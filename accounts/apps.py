@@ -6,7 +6,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from accounts import deprovision, signals  # noqa: F401 - connect the role and deactivation signals
+        from accounts import audit_events, deprovision, signals  # noqa: F401 - connect the role, audit and deactivation signals
         from accounts.roles import ROLE_CHECKS, is_admin
         from accounts.sso_doctor import SSO_CHECKS
         from accounts.views import roles_line

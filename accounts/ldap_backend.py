@@ -140,7 +140,7 @@ class PortalLDAPBackend(LDAPBackend):
         try:
             user = super().authenticate_ldap_user(ldap_user, password)
         except AmbiguousUser as ambiguous:
-            sign_in_failures.report(request, username, f"ldap: {ambiguous}", AMBIGUOUS_MESSAGE)
+            sign_in_failures.report(request, username, f"ldap: {ambiguous}", AMBIGUOUS_MESSAGE, password_form=True)
             return None
         except NoPortalAccount:
             sign_in_failures.report(
@@ -148,6 +148,7 @@ class PortalLDAPBackend(LDAPBackend):
                 username,
                 f"ldap: {username!r} is in the directory but has no portal account (PORTAL_SSO_CREATE_USERS=false)",
                 f"There is no portal account for {username}. Ask an administrator to create one.",
+                password_form=True,
             )
             return None
         finally:
@@ -155,13 +156,15 @@ class PortalLDAPBackend(LDAPBackend):
         if user is None:
             return None
         if not user.is_active:
-            sign_in_failures.report(request, username, "ldap: the account is deactivated in the portal", _INACTIVE)
+            sign_in_failures.report(
+                request, username, "ldap: the account is deactivated in the portal", _INACTIVE, password_form=True
+            )
             return None
         try:
             sync_groups(user, directory_groups(ldap_user), settings.PORTAL_LDAP["group_map"], "ldap")
         except SignInRefused as refused:
             deactivate(user, refused.reason)
-            sign_in_failures.report(request, username, refused.reason, refused.message)
+            sign_in_failures.report(request, username, refused.reason, refused.message, password_form=True)
             return None
         return user
 
@@ -174,7 +177,9 @@ def _directory_error(sender: Any, context: str, user: Any, request: Any, excepti
     if sender is not PortalLDAPBackend:
         return
     username = getattr(user, "username", "") if user is not None else _signing_in.get()
-    sign_in_failures.report(request, username, f"ldap {context}: {exception!r}", UNREACHABLE_MESSAGE)
+    sign_in_failures.report(
+        request, username, f"ldap {context}: {exception!r}", UNREACHABLE_MESSAGE, password_form=True
+    )
 
 
 ldap_error.connect(_directory_error, dispatch_uid="portal-ldap-error")

@@ -15,3 +15,13 @@ class ChatConfig(AppConfig):
         registry.add("url_mounts", UrlMount("chat/", "chat.urls"))
         for route in websocket_urlpatterns:
             registry.add("websocket_routes", route)
+        _register_retention()
+
+
+def _register_retention() -> None:
+    from django.conf import settings
+
+    from chat.conversations import purge_older_than
+    from portal.audit.retention import register_task
+
+    register_task("conversations", lambda: int(settings.CHAT_RETENTION_DAYS), purge_older_than)

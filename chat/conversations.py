@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message
 from inference.answers import LOST
+from inference.audit_events import record_lost
 from inference.generation import Outcome, Prepared, prepare
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling, parse_sampling
@@ -241,12 +242,16 @@ def _orphaned() -> Q:
 
 
 def _mark_lost(messages: QuerySet[Message]) -> None:
-    messages.filter(_orphaned()).update(
-        status=Message.Status.INTERRUPTED,
-        error_code=LOST,
-        error_message="the web process writing this answer stopped",
-        finished_at=timezone.now(),
-    )
+    orphans = messages.filter(_orphaned()).values_list("pk", "conversation__owner_id", "model", "request_id")
+    for pk, owner_id, model, request_id in orphans:
+        marked = Message.objects.filter(_orphaned(), pk=pk).update(
+            status=Message.Status.INTERRUPTED,
+            error_code=LOST,
+            error_message="the web process writing this answer stopped",
+            finished_at=timezone.now(),
+        )
+        if marked:  # only the process that marked it writes the generation's event
+            record_lost(owner_id, SOURCE, model, request_id)
 
 
 def touch(message_id: int) -> None:

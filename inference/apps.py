@@ -9,6 +9,7 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.roles import is_admin
+        from inference import audit_events  # noqa: F401 - records engine config changes
         from inference.doctor_checks_ops import ENGINE_OPS_CHECKS
         from inference.engine_metrics import EngineCollector
         from inference.harmony_vocabulary import check_harmony_vocabulary

@@ -30,11 +30,13 @@ from django.conf import settings
 from django.db import transaction
 
 from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
+from inference.audit_events import record_generation
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
 from portal import metrics
+from portal.audit.request_context import set_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +78,9 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
 
     SEAM: accounts' ledger ``settle`` and the portal's audit trail. Runs inside the
     settlement transaction, so the ledger, the stored answer and the audit event commit
-    together.
+    together: a failed audit write raises and rolls the settlement back.
     """
+    record_generation(prepared, outcome)
     return None
 
 
@@ -99,7 +102,9 @@ def prepare(
     ``api_key_prefix`` names the API key of a ``source="api"`` request.
 
     Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
-    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
+    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses. The caller
+    records the refusal with :func:`inference.audit_events.record_refusal` once its own
+    transaction has ended (here it would roll back with the refused turn).
     """
     try:
         target = pick_engine(sampling.model)
@@ -216,6 +221,8 @@ class Generation:
         self._task = asyncio.current_task()
         self._started = time.monotonic()
         metrics.generation_started(self.prepared.source)
+        # This task's log lines carry the request id (a context variable: per task).
+        set_request_id(self.prepared.request.request_id or "")
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False

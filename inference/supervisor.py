@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from inference import telemetry
 from inference.alerts import tell_admins
+from inference.audit_events import record_engine
 from inference.diagnosis import Diagnosis, diagnose
 from inference.engine_process import EngineProcess, note
 from inference.launch_command import LOOPBACK, build_launch, engine_python
@@ -107,6 +108,9 @@ class Supervisor:
             if runner.process is not None:
                 runner.process.stop()
                 runner.process = None
+                config = EngineConfig.objects.filter(pk=engine_id).first()
+                if config is not None:
+                    record_engine("stopped", config, reason="supervisor stopped")
             EngineState.objects.filter(pk=engine_id).update(
                 state=State.STOPPED, progress=None, pid=None, api_key="", exited_at=timezone.now(),
                 message="supervisor stopped", updated_at=timezone.now(),
@@ -176,6 +180,7 @@ class Supervisor:
             state.save(update_fields=[*sorted(changed), "updated_at"])
             runner.process.stop()
             runner.process = None
+            record_engine("stopped", config, reason="stop requested")
         if state.state != State.STOPPED or state.crash_count:
             self._set(
                 state, changed, state=State.STOPPED, progress=None, pid=None, api_key="", base_url="",
@@ -210,6 +215,7 @@ class Supervisor:
             state.save(update_fields=[*sorted(changed), "updated_at"])
             runner.process.stop()
             runner.process = None
+            record_engine("restarted", config, reason=reason)
             self._launch(config, state, runner, changed)
             return
         self._observe(config, state, runner, changed)
@@ -249,6 +255,7 @@ class Supervisor:
             kv_cache_usage=None, log_tail="",
         )  # fmt: skip
         log.info("engine %s launching on port %s", config.name, config.port)
+        record_engine("started", config, port=config.port, fingerprint=launch.fingerprint)
 
     def _observe(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
         process = runner.process
@@ -371,6 +378,8 @@ class Supervisor:
             next_retry_at=None if loop else now + timedelta(seconds=delay), running_requests=0, waiting_requests=0,
         )  # fmt: skip
         log.error("engine %s: %s (%s)", config.name, message, diagnosis.evidence or "no evidence line")
+        record_engine("crashed", config, outcome="crash_loop" if loop else "crashed", exit_code=code,
+                      kind=diagnosis.kind, diagnosis=diagnosis.summary, crashes=crashes)  # fmt: skip
         # One mail per episode: the first crash of a streak, and the crash loop that ends it.
         if loop or crashes == 1:
             tell_admins(config, message, diagnosis)

@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
     "portal",
+    "portal.audit",
     "accounts",
     "inference",
     "chat",
@@ -121,6 +122,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.audit.request_context.RequestIdMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -462,11 +464,16 @@ PORTAL_CSP = env_str(
     f"form-action 'self'{_OIDC_FORM_ORIGINS}; frame-ancestors 'none'",
 )
 
+# Structured JSON lines (with the request id, passed through the audit redactors), or plain text.
+LOG_FORMAT = env_choice("PORTAL_LOG_FORMAT", "json", ("json", "plain"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "portal.audit.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {
         "handlers": ["console"],
         "level": env_choice("PORTAL_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -518,3 +525,16 @@ GENERATION_MAX_TOKENS_DEFAULT = env_int(
 # --- OpenAI-compatible API (inference/api/, docs/api.md) -----------------------------------
 # Bodies above this many bytes are refused with 413 before they are parsed.
 API_MAX_BODY_BYTES = env_int("PORTAL_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+
+# --- Audit trail (portal/audit, docs/audit.md) ------------------------------------------
+# Audit events older than this many days are pruned by `manage.py audit retention`; 0 keeps them.
+AUDIT_RETENTION_DAYS = env_int("PORTAL_AUDIT_RETENTION_DAYS", 0, minimum=0)
+# PostgreSQL: commit transactions that write an event without waiting for the WAL flush
+# (SET LOCAL synchronous_commit = off). The chain head is locked until commit, so this is
+# what lets many writers through; a database crash can then lose the last moments of
+# committed transactions, each with its event (never one without the other). docs/audit.md.
+AUDIT_SYNCHRONOUS_COMMIT = env_bool("PORTAL_AUDIT_SYNCHRONOUS_COMMIT", True)
+# Keep redacted prompt and answer text with generation events for this many days; 0 keeps none.
+AUDIT_CONTENT_DAYS = env_int("PORTAL_AUDIT_CONTENT_DAYS", 0, minimum=0)
+# The auditor pages' chain banner re-verifies the whole trail at most this often (seconds).
+AUDIT_VERIFY_CACHE_SECONDS = env_int("PORTAL_AUDIT_VERIFY_CACHE_SECONDS", 60, minimum=0, maximum=86400)

@@ -241,12 +241,13 @@ PAGES = {
     "/engines/status.json": {"member": "forbidden", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
     "/admin/": {"member": "forbidden", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
     "/admin/auth/user/": {"member": "forbidden", "auditor": "forbidden", "admin": "ok", "anonymous": "login"},
+    "/audit/": {"member": "forbidden", "auditor": "ok", "admin": "ok", "anonymous": "login"},
 }
 PERSONAS = {"alice": "member", "bob": "member", "audrey": "auditor", "adam": "admin", "anonymous": "anonymous"}
 NAV = {
     "member": {"home", "chat:index", "account"},
-    "auditor": {"home", "account"},
-    "admin": {"home", "chat:index", "inference:engines", "account", "admin:index"},
+    "auditor": {"home", "audit:events", "account"},
+    "admin": {"home", "chat:index", "inference:engines", "audit:events", "account", "admin:index"},
     "anonymous": set(),
 }
 

@@ -136,3 +136,12 @@ def test_ldaps_with_a_certificate_nobody_vouches_for_is_refused(directory: Slapd
     assert "The company directory did not answer" in response.content.decode()
     assert "sign-in of 'dave' failed: ldap search_for_user_dn: SERVER_DOWN" in caplog.text
     assert not get_user_model().objects.filter(username="dave").exists()
+
+
+def test_a_refusal_is_one_audit_event_with_its_reason(directory: Slapd) -> None:
+    from portal.audit.models import Event
+
+    sign_in("twin")
+    (event,) = Event.objects.filter(action="auth.login_failed", target="twin")
+    assert event.outcome == "refused"
+    assert "2 entries match 'twin'" in event.data

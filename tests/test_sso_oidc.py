@@ -156,8 +156,7 @@ def test_a_provider_error_is_a_sentence_and_a_log_line(company: OidcProvider, ca
 
 
 def test_a_refused_sign_in_is_in_the_audit_trail_with_its_reason(company: OidcProvider, settings: Any) -> None:
-    pytest.importorskip("portal.audit.trail", reason="the audit trail (issue 9) is not merged yet")
-    from portal.audit.models import Event  # type: ignore[import-not-found,unused-ignore]
+    from portal.audit.models import Event
 
     settings.PORTAL_SSO_REQUIRE_GROUP = True
     company.set_claims("carol", {**CAROL, "groups": ["unrelated"]})

@@ -24,6 +24,7 @@ from accounts import api_keys
 from accounts.models import ApiKey
 from inference.api.errors import NOT_FOUND, PERMISSION, ApiError, engine_failure, from_rejection
 from inference.api.requests import CompletionRequest
+from inference.audit_events import record_refusal
 from inference.generation import STOP_DETACHED, Frame, Generation, Outcome, Prepared, prepare
 from inference.models import EngineConfig
 from inference.rejections import GenerationRejected
@@ -87,6 +88,8 @@ def admit(key: ApiKey, completion: CompletionRequest) -> Prepared:
             engine_params=completion.engine_params,
         )
     except GenerationRejected as exc:
+        # prepare() ran in no outer transaction here, so the refusal's event stands on its own.
+        record_refusal(key.owner_id, SOURCE, completion.sampling.model, exc)
         raise from_rejection(exc) from None
 
 
