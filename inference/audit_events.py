@@ -9,6 +9,7 @@ supervisor's start, stop, crash and restart.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,11 @@ def record_lost(user_id: int, source: str, model: str, request_id: str) -> None:
 def config_values(config: EngineConfig) -> dict[str, Any]:
     """Return an engine config's settings as JSON values (what before/after show)."""
     values = {name: value for name, value in model_to_dict(config).items() if name != "id"}
+    if values.get("api_key_encrypted"):
+        # An external engine's key never enters the append-only trail, not even encrypted: a
+        # fingerprint of the token shows that it was set or replaced.
+        token = str(values["api_key_encrypted"]).encode()
+        values["api_key_encrypted"] = f"set (sha256 {hashlib.sha256(token).hexdigest()[:12]})"
     parsed: dict[str, Any] = json.loads(json.dumps(values, cls=DjangoJSONEncoder))
     return parsed
 

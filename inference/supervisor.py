@@ -37,6 +37,7 @@ from inference.alerts import tell_admins
 from inference.audit_events import record_engine
 from inference.diagnosis import Diagnosis, diagnose
 from inference.engine_process import EngineProcess, note
+from inference.external_probe import ExternalProbe
 from inference.launch_command import LOOPBACK, build_launch, engine_python
 from inference.models import EngineConfig, EngineState
 from inference.status import supervisor_alive
@@ -80,6 +81,7 @@ class Supervisor:
         self._next_host_reading = 0.0
         self._next_prune = 0.0
         self._http = httpx.Client(timeout=httpx.Timeout(3.0), trust_env=False)
+        self.external = ExternalProbe(self.host, self.pid)
 
     # --- loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -111,11 +113,13 @@ class Supervisor:
                 config = EngineConfig.objects.filter(pk=engine_id).first()
                 if config is not None:
                     record_engine("stopped", config, reason="supervisor stopped")
-            EngineState.objects.filter(pk=engine_id).update(
+            # Only rows this supervisor wrote: an engine another supervisor runs is not stopped.
+            EngineState.objects.filter(pk=engine_id, supervisor_host=self.host, supervisor_pid=self.pid).update(
                 state=State.STOPPED, progress=None, pid=None, api_key="", exited_at=timezone.now(),
                 message="supervisor stopped", updated_at=timezone.now(),
             )  # fmt: skip
         self._http.close()
+        self.external.shutdown()
         log.info("engine supervisor stopped")
 
     def managed(self) -> list[EngineConfig]:
@@ -139,7 +143,11 @@ class Supervisor:
             state = getattr(config, "state", None) or EngineState.objects.create(engine=config)
             if not self._claim(config, state):
                 continue
+            if config.is_external:  # not ours to start: only probed (inference.external_probe)
+                self.external.observe(config, state)
+                continue
             self.reconcile(config, state, self.runners.setdefault(config.pk, Runner()))
+        self.external.forget(seen)
         for engine_id in set(self.runners) - seen:  # deleted configs
             runner = self.runners.pop(engine_id)
             if runner.process is not None:

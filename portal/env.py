@@ -9,8 +9,10 @@ as a surprise hours later. Secrets can also be read from a file named by ``NAME_
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Sequence
@@ -164,3 +166,31 @@ def env_json_object(name: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise ImproperlyConfigured(f"{name} must be a JSON object ({{...}}), not {type(parsed).__name__}.")
     return parsed
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def env_host_patterns(name: str) -> list[str]:
+    """Return a comma-separated list of host names, ``*.domain`` patterns and IP networks.
+
+    Each item must be an IP network in CIDR form (``10.0.0.0/8``, ``fd00::/8``; host bits must
+    be zero, so ``10.0.0.1/8`` is refused as a likely typo), a single IP address, a host name,
+    or ``*.`` followed by a domain. Anything else stops start-up naming the item.
+    """
+    patterns = []
+    for item in env_list(name, []):
+        word = item.lower()
+        try:
+            patterns.append(str(ipaddress.ip_network(word, strict=True)))
+            continue
+        except ValueError as exc:
+            if "/" in word or ":" in word or re.fullmatch(r"[0-9.]+", word):
+                raise ImproperlyConfigured(f"{name}: {item!r} is not an IP network ({exc}).") from None
+        host = word[2:] if word.startswith("*.") else word
+        if not host or not all(_HOST_LABEL.match(label) for label in host.split(".")):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not a host name, a *.domain pattern or an IP network such as 10.0.0.0/8."
+            )
+        patterns.append(word)
+    return patterns

@@ -18,6 +18,7 @@ from portal.env import (
     env_bool,
     env_choice,
     env_float,
+    env_host_patterns,
     env_int,
     env_json_object,
     env_list,
@@ -504,6 +505,12 @@ ENGINE_METRICS_INTERVAL = env_float("PORTAL_ENGINE_METRICS_INTERVAL", 5.0, minim
 ENGINE_METRICS_RETENTION = env_int("PORTAL_ENGINE_METRICS_RETENTION", 3600, minimum=60)
 # /readyz: also require at least one ready engine (off: a loading engine keeps the web "ready").
 ENGINE_REQUIRED_FOR_READY = env_bool("PORTAL_ENGINE_REQUIRED_FOR_READY", False)
+# External engines (registered by address, not started by the portal; docs/scale.md).
+# Hosts an external engine may be registered at: host names, *.domain, IP networks; empty: any.
+EXTERNAL_ENGINE_ALLOWED = env_host_patterns("PORTAL_EXTERNAL_ENGINE_ALLOWED")
+# How often the supervisor probes each external engine, and how long one request may take.
+EXTERNAL_ENGINE_PROBE_SECONDS = env_float("PORTAL_EXTERNAL_ENGINE_PROBE_SECONDS", 5.0, minimum=0.5, maximum=300.0)
+EXTERNAL_ENGINE_PROBE_TIMEOUT = env_float("PORTAL_EXTERNAL_ENGINE_PROBE_TIMEOUT", 5.0, minimum=0.5, maximum=60.0)
 
 # --- Chat (chat app) -------------------------------------------------------------------
 # Longest chat message and system prompt, in characters; longer ones are refused, not cut.

@@ -45,11 +45,13 @@ def list_models(key: ApiKey) -> dict[str, Any]:
         .annotate(first=Min("created_at"))
         .values_list("served_model_name", "first")
     )
+    # A model only an external engine lists (or pins second) has no config named for it.
+    engines = dict(EngineConfig.objects.values_list("name", "created_at"))
     data = [
         {
             "id": choice["model"],
             "object": "model",
-            "created": int(created[choice["model"]].timestamp()),
+            "created": int((created.get(choice["model"]) or engines[choice["engine"]]).timestamp()),
             "owned_by": OWNER,
         }
         for choice in model_choices()
