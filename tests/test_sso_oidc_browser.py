@@ -19,6 +19,7 @@ pytestmark = pytest.mark.browser
 
 def sign_in_with_company(page: Any, portal: WebPortal, login: str) -> None:
     page.goto(f"{portal.url}/accounts/login/")
+    screenshot(page, "sso-login-page")
     page.click("text=Sign in with Company")
     if page.locator("input[name=login]").count():  # the provider's own login form (first time)
         page.fill("input[name=login]", login)
