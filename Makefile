@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.portal-requirements
 DEV_STAMP := $(VENV)/.portal-dev-requirements
 
-.PHONY: run test lint bench engine clean-engine deps dev-deps node plugins
+.PHONY: run test lint bench engine clean-engine deps dev-deps node plugins system-deps
 
 $(VENV_STAMP): requirements.txt
+	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -18,6 +19,20 @@ $(VENV_STAMP): requirements.txt
 $(DEV_STAMP): requirements-dev.txt $(VENV_STAMP)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
+
+# python-ldap (LDAP sign-in) has no wheel on PyPI: pip builds it against OpenLDAP's and
+# Cyrus SASL's headers. As root they are installed with apt; otherwise the command is printed.
+LDAP_BUILD_PACKAGES := libldap2-dev libsasl2-dev
+system-deps:
+	@if [ ! -f /usr/include/ldap.h ] || [ ! -f /usr/include/sasl/sasl.h ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing $(LDAP_BUILD_PACKAGES) (needed to build python-ldap)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LDAP_BUILD_PACKAGES) >/dev/null; \
+	  else \
+	    echo "python-ldap needs OpenLDAP's headers: run  sudo apt-get install -y $(LDAP_BUILD_PACKAGES)  and make again."; \
+	    exit 1; \
+	  fi; \
+	fi
 
 deps: $(VENV_STAMP)
 dev-deps: $(DEV_STAMP)

@@ -199,8 +199,8 @@ def env_json_object(name: str) -> dict[str, Any]:
         return {}
     try:
         parsed = json.loads(value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}.") from None
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}.") from None
     if not isinstance(parsed, dict):
         raise ImproperlyConfigured(f"{name} must be a JSON object ({{...}}), not {type(parsed).__name__}.")
     return parsed

@@ -21,6 +21,7 @@ key                    kind        entry
 ``nav_items``          sequence    ``portal.navigation.NavItem``
 ``readiness_checks``   mapping     name -> ``() -> dict`` with at least ``ok`` (/readyz)
 ``doctor_checks``      sequence    ``() -> Finding | Iterator[Finding]`` (``manage.py doctor``)
+``sso_checks``         sequence    ``(user: str | None) -> Iterator[Finding]`` (``manage.py doctor --sso``)
 ``websocket_routes``   sequence    a Channels URL pattern (``path("ws/...", Consumer.as_asgi())``)
 ``url_mounts``         sequence    ``portal.registry.UrlMount`` (prefix and URL conf module)
 ``hooks``              mapping     hook name -> ordered hook entries (see ``portal.hooks``)
@@ -41,6 +42,7 @@ from typing import Any, NoReturn
 SEQUENCE_STORES = (
     "nav_items",
     "doctor_checks",
+    "sso_checks",
     "websocket_routes",
     "url_mounts",
     "dashboard_widgets",

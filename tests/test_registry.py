@@ -35,6 +35,7 @@ def test_the_registry_has_every_documented_key():
         "redactors",
         "plugins",
         "role_checks",
+        "sso_checks",
     }
 
 

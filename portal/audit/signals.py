@@ -17,6 +17,8 @@ from portal.audit.trail import client_ip, record
 
 LOGIN = "auth.login"
 LOGIN_FAILED = "auth.login_failed"
+# The request attribute where an authentication backend explains a failed password sign-in.
+LOGIN_FAILURE_REASON = "audit_login_failure_reason"
 LOGOUT = "auth.logout"
 MFA_ADDED = "auth.mfa_added"
 MFA_REMOVED = "auth.mfa_removed"
@@ -35,7 +37,10 @@ def logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 def login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
     # Django has already removed the password from ``credentials``; only the name is kept.
     name = str(credentials.get("username") or credentials.get("email") or "")
-    record(LOGIN_FAILED, ip=_ip(request), target=name, outcome="refused", actor_name="")
+    # A backend that knows why (LDAP down, an ambiguous user, no mapped group) leaves the reason here.
+    reason = getattr(request, LOGIN_FAILURE_REASON, None) if request is not None else None
+    data = {"reason": str(reason)} if reason else None
+    record(LOGIN_FAILED, ip=_ip(request), target=name, outcome="refused", actor_name="", data=data)
 
 
 @receiver(user_logged_out)
