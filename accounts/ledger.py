@@ -390,7 +390,7 @@ def adjust(user: Any, *, tokens: int, reason: str, actor: Any) -> Adjustment | N
             user_id=user.pk, day=at.day, tokens=applied, reason=reason[:500], made_by=actor
         )
         after = {"tokens_today": counter.day_tokens, "tokens_this_month": counter.month_tokens}
-        record_quota_change("usage.adjust", actor=actor, target=user, before=before, after=after)
+        record_quota_change("usage.adjust", actor=actor, target=user, before=before, after=after, reason=reason)
     return adjustment
 
 

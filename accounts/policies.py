@@ -213,10 +213,17 @@ def set_user_override(user: Any, actor: Any, **changes: Any) -> Policy:
     return policy
 
 
-def record_quota_change(action: str, *, actor: Any, target: Any, before: Any, after: Any) -> None:
-    """SEAM(audit): write one audit event for a change of policies or usage.
+def record_quota_change(action: str, *, actor: Any, target: Any, before: Any, after: Any, reason: str = "") -> None:
+    """Write one audit event for a change of policies or usage, before and after, with the reason.
 
-    Called for every policy override set by ``quota set``, every manual adjustment and every
-    ``quota reset``. The audit trail (``portal/audit/``) is another issue; until it lands this
-    does nothing on purpose.
+    Called for every policy created, changed or deleted in admin, every override set by
+    ``quota set``, every manual adjustment and every ``quota reset``. Runs in the caller's
+    transaction, so the change and its event commit together; the IP is the current request's
+    when there is one (admin pages), none for the command line.
     """
+    from portal.audit.trail import record_in_context
+
+    data: dict[str, Any] = {"before": before, "after": after}
+    if reason:
+        data["reason"] = reason
+    record_in_context(action, actor=actor, target=f"{type(target).__name__.lower()}:{target}", data=data)
