@@ -87,7 +87,8 @@ class EngineTap:
     def __init__(self, upstream: str, chunk_delay: float = 0.0) -> None:
         self.upstream = upstream.rstrip("/")
         self.chunk_delay = chunk_delay
-        self.bodies: list[dict[str, Any]] = []
+        # (path, JSON body) of each request forwarded: the portal also asks /tokenize with the messages.
+        self.requests: list[tuple[str, dict[str, Any]]] = []
         tap = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,7 +97,7 @@ class EngineTap:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with contextlib.suppress(ValueError):
-                    tap.bodies.append(json.loads(raw))
+                    tap.requests.append((self.path, json.loads(raw)))
                 headers = {key: value for key, value in self.headers.items() if key.lower() in {"authorization",
                            "content-type", "x-request-id"}}  # fmt: skip
                 with (
@@ -126,7 +127,7 @@ class EngineTap:
 
     def chat_bodies(self) -> list[dict[str, Any]]:
         """The chat completion requests forwarded so far, oldest first."""
-        return [body for body in self.bodies if "messages" in body]
+        return [body for path, body in self.requests if path == "/v1/chat/completions"]
 
     def close(self) -> None:
         self.server.shutdown()

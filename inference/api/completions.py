@@ -117,13 +117,18 @@ class ApiSink:
         self.queue.put_nowait(outcome)
 
 
-def _usage(outcome: Outcome) -> dict[str, int]:
+def _usage(outcome: Outcome) -> dict[str, Any]:
     prompt = outcome.prompt_tokens or 0
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": outcome.completion_tokens,
         "total_tokens": prompt + outcome.completion_tokens,
     }
+    if outcome.reasoning_tokens is not None:
+        # As OpenAI and vLLM put it: the part of completion_tokens that was reasoning. Left out
+        # when the engine did not count it (a model without a reasoning parser): unknown, not 0.
+        usage["completion_tokens_details"] = {"reasoning_tokens": outcome.reasoning_tokens}
+    return usage
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
