@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from inference.engine_secrets import EngineKeyError, engine_api_key
 from inference.models import EngineConfig, EngineState
-from inference.status import describe, engines, rank
+from inference.status import EngineView, describe, engines, rank
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ def pick_engine(model: str | None, allowed: frozenset[str] | None = None) -> Eng
         views = [pair for pair in views if allowed.intersection(pair[0].models)]
         if not views:
             raise EngineUnavailable("none", "no engine serves a model your policy allows — please ask an admin")
-    candidates = [pair for pair in views if model is None or model in pair[0].models]
+    if model is None:
+        model = _default_model_of(views, allowed)
+    candidates = [pair for pair in views if model in pair[0].models]
     if not candidates:
         raise EngineUnavailable("unknown_model", f"no engine serves the model {model!r}", model=model)
     # The best ranked is the least-loaded ready engine, or else the most hopeful one.
@@ -81,12 +83,24 @@ def pick_engine(model: str | None, allowed: frozenset[str] | None = None) -> Eng
             name=config.name,
             base_url=config.url if config.is_external else state.base_url,
             api_key=api_key,
-            served_model=model or _default_model(view.served_model, view.models, allowed),
+            served_model=model,
             reasoning=view.reasoning,
             ca_bundle=config.ca_bundle,
             priority_scheduling=config.scheduling_policy == EngineConfig.Scheduling.PRIORITY,
         )
-    raise EngineUnavailable(view.state, view.message, progress=view.progress, model=model or view.served_model)
+    raise EngineUnavailable(view.state, view.message, progress=view.progress, model=model)
+
+
+def _default_model_of(views: list[tuple[EngineView, EngineConfig]], allowed: frozenset[str] | None) -> str:
+    """The model of a request that names none: the model of the first-configured ready engine.
+
+    A fixed default, not whichever engine is least loaded: two requests without a model get
+    the same model (and so the same kind of answer) however busy the engines are. With no
+    engine ready, the most hopeful engine's model, so the refusal describes that engine.
+    """
+    ready = [pair for pair in views if pair[0].state == EngineState.State.READY]
+    view, _ = min(ready, key=lambda pair: pair[1].pk) if ready else min(views, key=lambda pair: rank(pair[0]))
+    return _default_model(view.served_model, view.models, allowed)
 
 
 def _default_model(preferred: str, models: list[str] | tuple[str, ...], allowed: frozenset[str] | None) -> str:

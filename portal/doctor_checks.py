@@ -125,8 +125,8 @@ def check_public_url_hosts() -> Finding:
 def web_processes() -> int:
     """How many web processes serve the portal: the declared count or the Daphnes running here.
 
-    Only Daphnes started from this checkout count (their working directory), so another
-    portal on the same machine does not.
+    Only Daphnes of this portal count: started from this checkout (their working directory)
+    with this data folder, so another portal on the same machine (or a test's) does not.
     """
     running = 0
     base_dir = str(settings.BASE_DIR)
@@ -134,10 +134,18 @@ def web_processes() -> int:
         cmdline = process.info.get("cmdline") or []
         if process.info.get("cwd") != base_dir or not any("daphne" in part for part in cmdline):
             continue
-        if any(DAPHNE_APPLICATION in part for part in cmdline):
+        if any(DAPHNE_APPLICATION in part for part in cmdline) and _same_data_dir(process):
             running += 1
     declared: int = settings.PORTAL_WEB_PROCESSES
     return max(declared, running)
+
+
+def _same_data_dir(process: psutil.Process) -> bool:
+    try:
+        data_dir = process.environ().get("PORTAL_DATA_DIR") or str(settings.BASE_DIR / "data")
+    except (psutil.Error, OSError):
+        return False  # another user's process: not ours to count
+    return Path(data_dir).resolve() == settings.DATA_DIR
 
 
 def check_redis_for_processes() -> Finding:

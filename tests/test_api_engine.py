@@ -53,7 +53,8 @@ def client(base_url: str, key: str) -> openai.OpenAI:
 def test_the_openai_client_lists_the_model_and_gets_a_whole_answer(portal: Any) -> None:
     stack, base_url, username = portal
     api = client(base_url, new_key(stack, username))
-    assert [model.id for model in api.models.list()] == [stack.served_model]
+    # Other engines of the session (the tiny gpt-oss one) may be listed too.
+    assert stack.served_model in [model.id for model in api.models.list()]
     answer = api.chat.completions.create(model=stack.served_model, messages=QUESTION, max_tokens=30, temperature=0)
     assert answer.object == "chat.completion"
     assert answer.choices[0].message.content

@@ -320,7 +320,9 @@ def test_redis_that_is_down_is_named_and_fails(tmp_path: Path) -> None:
     assert "REDIS_URL" in findings["cache"]["fix"]
 
 
-def test_daphnes_running_from_this_checkout_count_as_web_processes(db: Any, clean: Any, capsys: Any) -> None:
+def test_daphnes_running_from_this_checkout_count_as_web_processes(
+    db: Any, clean: Any, capsys: Any, tmp_path: Path
+) -> None:
     from portal.doctor_checks import web_processes
 
     assert web_processes() == 1
@@ -328,11 +330,12 @@ def test_daphnes_running_from_this_checkout_count_as_web_processes(db: Any, clea
         subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port()), "portal.asgi:application"],
             cwd=ROOT,
-            env={**os.environ, "PORTAL_DATA_DIR": str(clean.DATA_DIR)},
+            env={**os.environ, "PORTAL_DATA_DIR": str(data_dir)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(2)
+        # Two of this portal's, and one of another portal from the same checkout (a test's).
+        for data_dir in (clean.DATA_DIR, clean.DATA_DIR, tmp_path / "another-portal")
     ]
     try:
         assert web_processes() == 2

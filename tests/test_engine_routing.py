@@ -86,7 +86,9 @@ def test_a_request_goes_to_the_least_loaded_ready_engine_serving_the_model():
     assert target.name == "idle"
     assert target.api_key == "key-idle"
     assert target.reasoning is True
-    assert pick_engine(None).name == "other"
+    # No model named: the first-configured ready engine's model ("oss"), then its least loaded
+    # engine; never a different model because its engine happens to be idler.
+    assert (pick_engine(None).served_model, pick_engine(None).name) == ("oss", "idle")
 
 
 @pytest.mark.django_db
