@@ -34,9 +34,17 @@ def cpu_seconds(process: psutil.Process | None) -> float:
 
 
 async def run_block(
-    mode: str, clients: Sequence[Client], prompt: Prompt, per_client: int, web: psutil.Process | None
+    mode: str,
+    clients: Sequence[Client],
+    prompt: Prompt,
+    per_client: int,
+    web: psutil.Process | None,
+    timeout: float = 600,
 ) -> Block:
-    """Send ``per_client`` questions on every client at once; time the whole and the web's CPU."""
+    """Send ``per_client`` questions on every client at once; time the whole and the web's CPU.
+
+    A question still unanswered after ``timeout`` seconds counts as an error ("timed out").
+    """
     block = Block(mode=mode, concurrency=len(clients))
 
     async def worker(client: Client) -> None:
@@ -54,8 +62,13 @@ async def run_block(
     cpu_before = cpu_seconds(web)
     started = time.perf_counter()
     watcher = asyncio.create_task(watch_memory())
-    await asyncio.gather(*(worker(client) for client in clients))
+    workers = [asyncio.create_task(worker(client)) for client in clients]
+    _, late = await asyncio.wait(workers, timeout=timeout)
+    for task in late:
+        task.cancel()
     block.wall = time.perf_counter() - started
+    answered = len(block.samples)
+    block.samples += [Sample(sent=started, error="timed out") for _ in range(len(clients) * per_client - answered)]
     watcher.cancel()
     block.web_cpu = cpu_seconds(web) - cpu_before
     return block

@@ -26,6 +26,8 @@ from tests.stack import Stack
 
 # 125 tokens/s per stream asks 32,000 tokens/s of the relay at 256 streams (the target is 30,000).
 RATE = 125.0
+# An answer takes tokens/RATE seconds (3.2 s): far longer means frames were lost or the relay drowned.
+BLOCK_TIMEOUT = 90.0
 
 
 async def _connect_all(web_url: str, cookie: str, count: int) -> list[Client]:
@@ -52,8 +54,8 @@ async def _drive(web_url: str, web_pid: int, stub_url: str, creds: portal_stack.
                     base, key = (stub_url, stub_upstream.API_KEY) if mode == "direct" else (web_url, creds.api_key)
                     clients = [SseClient(base, key, http) for _ in range(count)]
                 rss_before = web.memory_info().rss
-                block: Block = await run_block(mode, clients, prompt, 1, web)
-                await asyncio.gather(*(client.close() for client in clients))
+                block: Block = await run_block(mode, clients, prompt, 1, web, timeout=BLOCK_TIMEOUT)
+                await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
                 row = summarise([block])
                 row["web_memory_kib_per_stream"] = round(max(0, block.web_rss_peak - rss_before) / 1024 / count, 1)
                 row["upstream_rate_per_stream"] = RATE

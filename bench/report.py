@@ -91,7 +91,7 @@ def results_section(result: dict[str, Any]) -> str:
         f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores, {machine['memory_gib']} GiB), "
         f"Python {machine['python']}, vLLM {machine['vllm']}, Django {machine['django']}, Daphne {machine['daphne']}, "
         f"Channels {machine['channels']}, httpx {machine['httpx']}. "
-        f"{settings['rounds']} interleaved rounds, {settings['per_stream']} answer(s) per stream and round, "
+        f"{settings['rounds']} interleaved rounds, at least {settings.get('min_answers', 1)} answers per block, "
         f"`max_tokens` {settings['max_tokens']}, temperature 0.",
         "",
         table(result["rows"]),

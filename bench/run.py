@@ -48,7 +48,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark the portal against direct vLLM.")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated stream counts")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--per-stream", type=int, default=1, help="questions per stream and round")
+    parser.add_argument("--per-stream", type=int, default=1, help="questions per stream and round (at least)")
+    parser.add_argument("--min-answers", type=int, default=4, help="answers per block at least (low concurrency)")
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--relay-streams", default="64,256,1000", help="relay ceiling stream counts ('' skips it)")
@@ -98,7 +99,8 @@ async def drive(args: argparse.Namespace, targets: Targets, web: psutil.Process)
                 shift = round_number % len(args.modes)
                 for mode in args.modes[shift:] + args.modes[:shift]:
                     clients = await targets.clients(mode, concurrency, http)
-                    block = await run_block(mode, clients, prompt, args.per_stream, web)
+                    per_stream = max(args.per_stream, -(-args.min_answers // concurrency))
+                    block = await run_block(mode, clients, prompt, per_stream, web)
                     await asyncio.gather(*(client.close() for client in clients))
                     blocks.setdefault((mode, concurrency), []).append(block)
                     done = sum(sample.tokens for sample in block.samples)
@@ -155,6 +157,11 @@ def extra_benchmarks(env: dict[str, str]) -> dict[str, Any]:
     return found
 
 
+def save(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
@@ -166,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             targets = Targets(engine | {"served_model": engine["served_model"]}, web_url,
                               portal_stack.credentials(stack))  # fmt: skip
             rows = asyncio.run(drive(args, targets, psutil.Process(web_process.pid)))
+            save(args.out, {"machine": machine(), "rows": rows, "relay": [], "extra": {}, "partial": True})
             stack.stop_supervisor()  # the relay ceiling needs the cores the engine was using
             relay_rows = relay.measure(stack, web_url, web_process.pid, args.relay_streams, args.relay_tokens)
             extras = extra_benchmarks(stack.env)
@@ -175,8 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = {"machine": machine(), "settings": {key: str(value) if isinstance(value, Path) else value
                                                  for key, value in vars(args).items()},
               "question": QUESTION, "rows": rows, "relay": relay_rows, "extra": extras}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save(args.out, result)
     print(report.table(rows))
     print(report.relay_table(relay_rows))
     if not args.no_docs:

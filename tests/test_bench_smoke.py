@@ -6,7 +6,6 @@ answered, counted tokens and wrote its report.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 from collections.abc import Iterator
@@ -57,7 +56,9 @@ def test_the_report_has_the_tables_and_the_chart(tmp_path: Path) -> None:
     page.write_text(f"# Benchmarks\n\nprose\n\n{report.START}\nold\n{report.END}\n\nmore prose\n")
     report.write(result, page)
     text = page.read_text()
-    assert "prose" in text and "more prose" in text and "old" not in text
+    assert text.startswith("# Benchmarks\n\nprose\n")
+    assert text.endswith("\n\nmore prose\n")
+    assert "old" not in text
     assert "| ws | 1 | 49.0 |" in text
     assert (tmp_path / report.CHART).stat().st_size > 1000
 
@@ -66,7 +67,7 @@ def test_the_report_has_the_tables_and_the_chart(tmp_path: Path) -> None:
 def test_the_comparison_drives_every_mode_against_the_real_engine(engine_stack: Stack) -> None:
     url, process = engine_stack.start_web()
     targets = run.Targets(engine_stack.engine(), url, portal_stack.credentials(engine_stack))
-    args = argparse.Namespace(concurrency=[2], rounds=1, per_stream=1, max_tokens=8, modes=list(run.MODES))
+    args = run.parse_args(["--concurrency", "2", "--rounds", "1", "--max-tokens", "8", "--min-answers", "2"])
     rows = asyncio.run(run.drive(args, targets, psutil.Process(process.pid)))
     assert {row["mode"] for row in rows} == {"direct", "ws", "api"}
     for row in rows:
