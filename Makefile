@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.portal-requirements
 DEV_STAMP := $(VENV)/.portal-dev-requirements
 
-.PHONY: run test lint bench engine clean-engine deps dev-deps node
+.PHONY: run test lint bench engine clean-engine deps dev-deps node plugins system-deps
 
 $(VENV_STAMP): requirements.txt
+	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -19,26 +20,50 @@ $(DEV_STAMP): requirements-dev.txt $(VENV_STAMP)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
+# python-ldap (LDAP sign-in) has no wheel on PyPI: pip builds it against OpenLDAP's and
+# Cyrus SASL's headers. As root they are installed with apt; otherwise the command is printed.
+LDAP_BUILD_PACKAGES := libldap2-dev libsasl2-dev
+system-deps:
+	@if [ ! -f /usr/include/ldap.h ] || [ ! -f /usr/include/sasl/sasl.h ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing $(LDAP_BUILD_PACKAGES) (needed to build python-ldap)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LDAP_BUILD_PACKAGES) >/dev/null; \
+	  else \
+	    echo "python-ldap needs OpenLDAP's headers: run  sudo apt-get install -y $(LDAP_BUILD_PACKAGES)  and make again."; \
+	    exit 1; \
+	  fi; \
+	fi
+
 deps: $(VENV_STAMP)
 dev-deps: $(DEV_STAMP)
 
-run: deps node engine
+# The first-party plugins, installed like any third-party plugin (editable, found through their
+# `portal.plugins` entry points); see docs/plugins.md.
+PLUGIN_DIRS := plugins/pii-guard plugins/prompt-library
+PLUGINS_STAMP := $(VENV)/.portal-plugins
+$(PLUGINS_STAMP): $(VENV_STAMP) $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
+	$(PY) -m pip install -q $(addprefix -e ,$(PLUGIN_DIRS))
+	@touch $@
+
+plugins: $(PLUGINS_STAMP)
+
+run: deps plugins node engine
 	@$(PY) manage.py migrate --noinput -v0
 	@$(PY) manage.py bootstrap
 	@$(PY) manage.py preparedemo
 	@$(PY) manage.py runportal
 
-test: dev-deps node engine
+test: dev-deps plugins node engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (kept out of `make test`): the portal against direct vLLM, then the relay ceiling.
 # `make bench BENCH_CONCURRENCY=1,8 BENCH_ROUNDS=2`; see docs/benchmarks.md.
 BENCH_CONCURRENCY ?= 1,8,32
 BENCH_ROUNDS ?= 3
-bench: dev-deps engine
+bench: dev-deps plugins engine
 	$(PY) -m bench.run --concurrency $(BENCH_CONCURRENCY) --rounds $(BENCH_ROUNDS) $(BENCH_ARGS)
 
-lint: dev-deps
+lint: dev-deps plugins
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .

@@ -6,6 +6,7 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 
@@ -23,6 +24,16 @@ class PortalAccountAdapter(DefaultAccountAdapter):
             else path
             for path in stages
         ]
+
+    def authenticate(self, request: HttpRequest, **credentials: Any) -> Any:
+        """Authenticate; a backend's refusal with a reason (LDAP down, ambiguous user) becomes the form's error."""
+        from accounts.sign_in_failures import message_for
+
+        user = super().authenticate(request, **credentials)
+        message = message_for(request) if user is None else None
+        if message:
+            raise ValidationError(message)
+        return user
 
     def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
         from accounts.roles import MEMBERS, assign_role

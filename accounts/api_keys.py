@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts.models import ApiKey
+from accounts.policies import served_model_names
 from accounts.roles import is_member
 
 KEY_PATTERN = re.compile(r"(lp_[0-9a-f]{8})_([A-Za-z0-9_-]{43})")
@@ -67,13 +68,6 @@ def _matches(key: str, stored: str) -> bool:
     # SECRET_KEY_FALLBACKS: keys made before a rotation keep working while the old value is listed.
     candidates = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
     return any(constant_time_compare(_digest(key, secret), stored) for secret in candidates)
-
-
-def served_model_names() -> list[str]:
-    """Return the model names engines are configured to serve (what a key may be limited to)."""
-    from inference.status import model_choices
-
-    return [choice["model"] for choice in model_choices()]
 
 
 def _clean_models(models: Iterable[str]) -> list[str]:

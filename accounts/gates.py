@@ -8,35 +8,21 @@ view of a role-bound page is wrapped in :func:`role_required` (or one of its two
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
 
 from accounts.roles import ROLE_CHECKS
-
-View = Callable[..., HttpResponse]
+from portal.access import View
+from portal.access import role_required as _portal_role_required
 
 
 def role_required(role: str) -> Callable[[View], View]:
     """Return a decorator that lets only users holding ``role`` through; others get 403.
 
     ``role`` is a key of :data:`accounts.roles.ROLE_CHECKS`; an unknown one raises
-    ``KeyError`` when the view module is imported, not on a request.
+    ``KeyError`` when the view module is imported, not on a request. The gate itself is
+    :func:`portal.access.role_required` (plugins use that one).
     """
-    check = ROLE_CHECKS[role]
-
-    def decorate(view: View) -> View:
-        @wraps(view)
-        def gated(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not check(request.user):
-                raise PermissionDenied(f"This page needs the {role} role.")
-            return view(request, *args, **kwargs)
-
-        return gated
-
-    return decorate
+    ROLE_CHECKS[role]
+    return _portal_role_required(role)
 
 
 member_required = role_required("member")

@@ -41,5 +41,7 @@ def groups_changed(
 
 @receiver(user_signed_up)
 def remember_self_sign_up(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if kwargs.get("sociallogin") is not None:
+        return  # made at a company sign-in: the provider vouched for the person
     # Sent before the first login stage runs, so the new user is asked to verify at once.
     SelfSignUp.objects.get_or_create(user=user)

@@ -8,17 +8,18 @@ for someone else's conversation, exactly as for one that does not exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from chat.models import Conversation, Message
 from inference.answers import LOST
-from inference.generation import Outcome, Prepared, prepare
+from inference.audit_events import record_lost
+from inference.generation import Outcome, Prepared, check_prompt, prepare, settle_lost_usage
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling, parse_sampling
 from inference.text_checks import storable_text
@@ -127,41 +128,72 @@ def _title_for(content: str) -> str:
     return first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1] + "…"
 
 
+@dataclass
+class _Plan:
+    """What a turn will do, read from the conversation as it is now (before anything is saved)."""
+
+    conversation: Conversation
+    created: bool
+    stored: dict[str, Any]
+    sampling: Sampling
+    question: Message
+    messages: list[dict[str, str]]
+
+
+def _plan_turn(user: Any, kind: str, conversation_id: Any, text: str, params: Any, *, lock: bool) -> _Plan:
+    """Read the conversation (locking its row when ``lock``) and work out the turn's messages."""
+    if conversation_id is None and kind == SEND:
+        conversation, history, created = Conversation(owner_id=user.pk, title=_title_for(text)), [], True
+    else:
+        pk = get_owned(user, conversation_id).pk
+        rows = Conversation.objects.select_for_update() if lock else Conversation.objects
+        conversation = rows.get(pk=pk)
+        # An answer whose process died must not keep the conversation busy forever.
+        _mark_lost(conversation.messages.all())
+        history, created = list(conversation.messages.all()), False
+    if any(message.status == Message.Status.STREAMING for message in history):
+        raise ChatRejected("busy", "an answer is still being written in this conversation")
+    stored, sampling = _merged_settings(conversation, params, user)
+    if kind == SEND:
+        earlier, question = history, Message(role=Message.Role.USER, content=text)
+    else:
+        earlier, question = _last_question(history)
+        if kind == EDIT:
+            question.content = text
+    for name, value in stored.items():
+        setattr(conversation, name, value)
+    messages = prompt_messages(conversation, [*earlier, question])
+    return _Plan(conversation, created, stored, sampling, question, messages)
+
+
 def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params: Any) -> Turn:
     """Validate a turn, pick an engine and save the question and an empty streaming answer.
 
     ``kind`` is ``send`` (``conversation_id`` None starts a conversation), ``regenerate``
     (the last answer again; ``content`` ignored) or ``edit`` (replace the last question and
     its answer). ``params`` override the conversation's stored settings and are stored.
-    Raises :class:`ChatRejected` or :class:`GenerationRejected` before saving anything.
+    Raises :class:`ChatRejected` or :class:`GenerationRejected` (also ``refused_by_plugin``
+    and ``plugin_failed`` from the plugins' checks) before saving anything.
     """
     text = check_content(content) if kind in (SEND, EDIT) else ""
+    # The user's answers whose process died hold concurrency slots until they are swept.
+    _mark_lost(Message.objects.filter(conversation__owner_id=user.pk))
+    # The plugins' prompt checks run before the transaction: they may take seconds and write
+    # audit events of their own, which must not wait behind (or roll back with) this
+    # transaction's locks. Their verdict holds only for the messages they saw.
+    plan = _plan_turn(user, kind, conversation_id, text, params, lock=False)
+    checked = check_prompt(user, plan.messages, plan.sampling, source=SOURCE)
     with transaction.atomic():
-        if conversation_id is None and kind == SEND:
-            conversation, history, created = Conversation(owner_id=user.pk, title=_title_for(text)), [], True
-        else:
-            # Lock the row so two sockets cannot start two answers in one conversation.
-            pk = get_owned(user, conversation_id).pk
-            conversation = Conversation.objects.select_for_update().get(pk=pk)
-            # An answer whose process died must not keep the conversation busy forever.
-            _mark_lost(conversation.messages.all())
-            history, created = list(conversation.messages.all()), False
-        if any(message.status == Message.Status.STREAMING for message in history):
-            raise ChatRejected("busy", "an answer is still being written in this conversation")
-        stored, sampling = _merged_settings(conversation, params, user)
-        if kind == SEND:
-            earlier, question = history, Message(role=Message.Role.USER, content=text)
-        else:
-            earlier, question = _last_question(history)
-            if kind == EDIT:
-                question.content = text
-        for name, value in stored.items():
-            setattr(conversation, name, value)
-        prepared = prepare(user.pk, prompt_messages(conversation, [*earlier, question]), sampling, source=SOURCE)
-        if created:
+        # Lock the row so two sockets cannot start two answers in one conversation.
+        locked = _plan_turn(user, kind, conversation_id, text, params, lock=True)
+        if locked.messages != plan.messages:
+            raise ChatRejected("busy", "the conversation changed while your message was checked; send it again")
+        conversation, question = locked.conversation, locked.question
+        prepared = prepare(user.pk, locked.messages, locked.sampling, source=SOURCE, checked=checked)
+        if locked.created:
             conversation.save()
         else:
-            conversation.save(update_fields=[*stored, "updated_at"])
+            conversation.save(update_fields=[*locked.stored, "updated_at"])
         if question.pk is None:
             question.conversation = conversation
             question.save()
@@ -178,7 +210,7 @@ def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params:
             model=prepared.target.served_model,
             request_id=prepared.request.request_id or "",
         )
-    return Turn(conversation, created, question, answer, prepared)
+    return Turn(conversation, locked.created, question, answer, prepared)
 
 
 def _last_question(history: list[Message]) -> tuple[list[Message], Message]:
@@ -241,12 +273,19 @@ def _orphaned() -> Q:
 
 
 def _mark_lost(messages: QuerySet[Message]) -> None:
-    messages.filter(_orphaned()).update(
-        status=Message.Status.INTERRUPTED,
-        error_code=LOST,
-        error_message="the web process writing this answer stopped",
-        finished_at=timezone.now(),
-    )
+    orphans = messages.filter(_orphaned()).values_list("pk", "conversation__owner_id", "model", "request_id")
+    for pk, owner_id, model, request_id in orphans:
+        marked = Message.objects.filter(_orphaned(), pk=pk).update(
+            status=Message.Status.INTERRUPTED,
+            error_code=LOST,
+            error_message="the web process writing this answer stopped",
+            finished_at=timezone.now(),
+        )
+        if marked:  # only the process that marked it settles it and writes the generation's event
+            # Nobody else will settle it: give back its reserved tokens and concurrency slot
+            # (the ledger before the audit chain, as everywhere).
+            settle_lost_usage([request_id])
+            record_lost(owner_id, SOURCE, model, request_id)
 
 
 def touch(message_id: int) -> None:
@@ -277,6 +316,22 @@ def summaries(user: Any, query: str = "") -> list[dict[str, Any]]:
         {"id": conversation.pk, "title": str(conversation), "updated_at": conversation.updated_at.isoformat()}
         for conversation in conversations[:500]
     ]
+
+
+def recent(user: Any, count: int = 5) -> list[Conversation]:
+    """Return the user's ``count`` most recently updated conversations."""
+    return list(owned(user).order_by("-updated_at")[:count])
+
+
+def failures_since(since: datetime) -> list[dict[str, Any]]:
+    """Return the answers that failed or were cut off since ``since``, counted by error code."""
+    failed = Message.objects.filter(
+        role=Message.Role.ASSISTANT,
+        status__in=[Message.Status.ERROR, Message.Status.INTERRUPTED],
+        created_at__gte=since,
+    )
+    rows = failed.values("status", "error_code").annotate(count=Count("pk")).order_by("-count", "error_code")
+    return [{"status": row["status"], "code": row["error_code"] or "—", "count": row["count"]} for row in rows]
 
 
 def detail(conversation: Conversation) -> dict[str, Any]:

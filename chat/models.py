@@ -104,3 +104,14 @@ class Message(models.Model):
             "finish_reason": self.finish_reason,
             "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
         }
+
+
+class ConversationRecord(Conversation):
+    """A conversation as staff see it in Django admin: named by number, never by its title."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "conversation"
+
+    def __str__(self) -> str:
+        return f"Conversation {self.pk}"

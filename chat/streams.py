@@ -30,7 +30,7 @@ from django.conf import settings
 from chat import conversations
 from chat.conversations import Turn
 from chat.models import Message
-from inference.generation import STOP_BY_USER, STOP_DETACHED, Frame, Generation, Outcome
+from inference.generation import STOP_BY_USER, STOP_DETACHED, Frame, Generation, Outcome, remaining_usage
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def control_group(answer_id: int) -> str:
     return f"chat-ctl-{answer_id}"
 
 
-def done_frame(message: Message, remaining: int | None = None) -> dict[str, Any]:
+def done_frame(message: Message, remaining: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the ``done`` frame of a settled answer, live or re-loaded (one shape for both)."""
     shown = message.as_dict()
     return {
@@ -103,6 +103,7 @@ class ChatStream:
             "model": turn.prepared.target.served_model,
             "engine": turn.prepared.target.name,
             "reasoning_model": turn.prepared.target.reasoning,
+            "notices": list(turn.prepared.notices),
             "resumed": False,
         }
 
@@ -254,4 +255,7 @@ def settled_frame(answer_id: int) -> dict[str, Any] | None:
     None while a live process still writes it. Raises ``Message.DoesNotExist`` once deleted.
     """
     message = conversations.settled_or_lost(answer_id)
-    return done_frame(message) if message is not None else None
+    if message is None:
+        return None
+    # What is left now: for an answer settled a moment ago, what the live frame said.
+    return done_frame(message, remaining_usage(message.conversation.owner_id))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import staff_views, views
 
 app_name = "chat"
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/conversations/<int:pk>/", views.conversation_detail, name="api-detail"),
     path("api/conversations/<int:pk>/rename/", views.conversation_rename, name="api-rename"),
     path("api/conversations/<int:pk>/delete/", views.conversation_delete, name="api-delete"),
+    path("staff/<int:pk>/", staff_views.read_conversation, name="staff-read"),
 ]

@@ -24,6 +24,8 @@ from django.conf import settings
 from chat import conversations, streams
 from chat.conversations import ChatRejected
 from chat.models import Message
+from inference.audit_events import record_refusal
+from inference.rejections import GenerationRejected
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -53,7 +55,17 @@ class Viewer:
 
         Raises :class:`ChatRejected` or ``GenerationRejected`` before anything was saved.
         """
-        turn = await database_sync_to_async(conversations.begin_turn)(self.user, kind, conversation_id, content, params)
+        try:
+            turn = await database_sync_to_async(conversations.begin_turn)(
+                self.user, kind, conversation_id, content, params
+            )
+        except GenerationRejected as refusal:
+            # Recorded after begin_turn's transaction, which rolled back with the refusal.
+            model = params.get("model") if isinstance(params, dict) else None
+            await database_sync_to_async(record_refusal)(
+                self.user.pk, conversations.SOURCE, model if isinstance(model, str) else None, refusal
+            )
+            raise
         await self._watch(turn.answer.pk, seq=0)
         self.present_in.add(turn.answer.pk)
         await streams.start(turn, self.channel)

@@ -44,8 +44,8 @@ class EngineStateInline(admin.StackedInline):  # type: ignore[type-arg]
 @admin.register(EngineConfig)
 class EngineConfigAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = EngineConfigForm
-    list_display = ["name", "served_model_name", "device", "port", "desired_state", "actual_state"]
-    list_filter = ["device", "desired_state"]
+    list_display = ["name", "kind", "served_model_name", "device", "port", "desired_state", "actual_state"]
+    list_filter = ["kind", "device", "desired_state"]
     search_fields = ["name", "served_model_name", "model"]
     inlines = [EngineStateInline]
     actions = ["start", "stop", "restart"]
@@ -57,6 +57,12 @@ class EngineConfigAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                                                    "enable_chunked_prefill", "enable_prefix_caching",
                                                    "scheduling_policy", "reasoning_parser", "extra_flags"]}),
     ]  # fmt: skip
+
+    def has_change_permission(self, request: HttpRequest, obj: EngineConfig | None = None) -> bool:
+        # External engines are registered with `manage.py engine add-external` (the key is never shown).
+        if obj is not None and obj.is_external:
+            return False
+        return super().has_change_permission(request, obj)
 
     @admin.display(description="actual state")
     def actual_state(self, obj: EngineConfig) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from inference import status
+from inference.sampling import allowed_models
 from portal.consumers import AuthenticatedJsonConsumer
 
 # The supervisor is another process, often on another host and with no channel layer of its
@@ -24,8 +25,12 @@ class StatusConsumer(AuthenticatedJsonConsumer):
     _last: dict[str, Any] | None = None
 
     async def on_connected(self) -> None:
-        await self._push(await database_sync_to_async(status.public_state)())
+        await self._push(await database_sync_to_async(self._state)())
         self._poller = asyncio.create_task(self._poll())
+
+    def _state(self) -> dict[str, Any]:
+        # The model picker lists only the models the user's policy allows.
+        return status.public_state(allowed_models(self.scope["user"]))
 
     async def disconnect(self, code: int) -> None:
         if self._poller is not None:
@@ -36,7 +41,7 @@ class StatusConsumer(AuthenticatedJsonConsumer):
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            state = await database_sync_to_async(status.public_state)()
+            state = await database_sync_to_async(self._state)()
             if state != self._last:
                 if not await self.user_still_active():
                     return

@@ -43,8 +43,18 @@ def memory_plan(config: EngineConfig) -> Plan | None:
         return None
 
 
+def refuse_external(config: EngineConfig) -> None:
+    """Raise :class:`EngineRefused` for an external engine: the portal does not start or stop it."""
+    if config.is_external:
+        raise EngineRefused(
+            f"{config.name} is an external engine: the portal does not start or stop it, only routes to it. "
+            f"`python manage.py engine remove {config.name}` takes it out of the rotation."
+        )
+
+
 def check_fits(config: EngineConfig, *, override: bool = False) -> Plan | None:
     """Return the plan; raise :class:`EngineRefused` when it does not fit and nobody overrides."""
+    refuse_external(config)
     plan = memory_plan(config)
     if plan is not None and plan.fits is False and not (override or config.ignore_memory_plan):
         advice = " ".join(plan.advice[:2])
@@ -65,7 +75,8 @@ def start_engine(config: EngineConfig, *, override: bool = False) -> None:
 
 
 def stop_engine(config: EngineConfig) -> None:
-    """Ask for ``config`` to stop."""
+    """Ask for ``config`` to stop. Raises :class:`EngineRefused` for an external engine."""
+    refuse_external(config)
     config.desired_state = EngineConfig.Desired.STOPPED
     config.save(update_fields=["desired_state", "updated_at"])
 

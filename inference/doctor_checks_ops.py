@@ -36,7 +36,9 @@ RUNNING_STATES = {EngineState.State.STARTING, EngineState.State.LOADING, EngineS
 
 
 def _engines() -> list[EngineConfig]:
-    return list(EngineConfig.objects.select_related("state").order_by("name"))
+    # External engines have no vLLM, model files or GPUs here (inference.health_checks reports them).
+    managed = EngineConfig.objects.filter(kind=EngineConfig.Kind.MANAGED)
+    return list(managed.select_related("state").order_by("name"))
 
 
 def expected_vllm_versions() -> set[str]:

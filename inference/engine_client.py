@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ class ChatRequest:
     top_p: float | None = None
     reasoning_effort: str | None = None
     request_id: str | None = None
+    priority: int | None = None  # sent only to engines with priority scheduling
     # Further OpenAI parameters, already validated by the caller (the /v1 API: stop, seed, ...).
     engine_params: dict[str, Any] = field(default_factory=dict)
 
@@ -73,23 +75,25 @@ class EngineError(Exception):
 
 @dataclass
 class _Pool:
-    clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = field(default_factory=dict)
+    # One client per event loop and CA bundle (an external engine may have its own CA).
+    clients: dict[tuple[asyncio.AbstractEventLoop, str], httpx.AsyncClient] = field(default_factory=dict)
 
 
 _pool = _Pool()
 
 
-def _client() -> httpx.AsyncClient:
+def _client(ca_bundle: str = "") -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
-    for other in [known for known in _pool.clients if known.is_closed()]:
+    for other in [known for known in _pool.clients if known[0].is_closed()]:
         del _pool.clients[other]
-    client = _pool.clients.get(loop)
+    client = _pool.clients.get((loop, ca_bundle))
     if client is None or client.is_closed:
         # Read timeouts are enforced per chunk in stream_chat; httpx only bounds connecting.
         timeout = httpx.Timeout(connect=settings.ENGINE_CONNECT_TIMEOUT, read=None, write=30.0, pool=30.0)
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
-        client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
-        _pool.clients[loop] = client
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, verify=verify)
+        _pool.clients[(loop, ca_bundle)] = client
     return client
 
 
@@ -108,6 +112,8 @@ def _body(request: ChatRequest, target: EngineTarget) -> dict[str, Any]:
         body["top_p"] = request.top_p
     if request.reasoning_effort is not None:
         body["reasoning_effort"] = request.reasoning_effort
+    if request.priority is not None and target.priority_scheduling:
+        body["priority"] = request.priority
     return body
 
 
@@ -155,7 +161,10 @@ async def stream_chat(request: ChatRequest, target: EngineTarget) -> AsyncIterat
     headers = {"Authorization": f"Bearer {target.api_key}"}
     if request.request_id:
         headers["X-Request-Id"] = request.request_id
-    client = _client()
+    try:
+        client = _client(target.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:  # an external engine's CA bundle went missing since the probe
+        raise EngineError("engine_unavailable", f"the engine {target.name} cannot be reached securely") from exc
     outgoing = client.build_request(
         "POST", f"{target.base_url}/v1/chat/completions", json=_body(request, target), headers=headers
     )

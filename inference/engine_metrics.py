@@ -84,7 +84,7 @@ class EngineCollector:
             view = describe(config)
             name = [config.name]
             host = state.supervisor_host if state is not None else ""
-            info.add_metric([config.name, config.served_model_name, host, config.device], 1)
+            info.add_metric([config.name, view.served_model, host, config.device], 1)
             for value in STATES:
                 state_family.add_metric([config.name, value], 1 if view.state == value else 0)
             desired.add_metric(name, 1 if config.desired_state == EngineConfig.Desired.RUNNING else 0)
@@ -98,7 +98,11 @@ class EngineCollector:
             if view.progress is not None:
                 progress.add_metric(name, view.progress)
             reading = None
-            if view.state == EngineState.State.READY and state.base_url and supervisor_alive(state):
+            if view.state == EngineState.State.READY and config.is_external:
+                # A web process never calls an external engine for this: the probe's last figures.
+                running.add_metric(name, state.running_requests)
+                waiting.add_metric(name, state.waiting_requests)
+            elif view.state == EngineState.State.READY and state.base_url and supervisor_alive(state):
                 reading = read_engine_metrics(state.base_url)
             up.add_metric(name, 1 if reading is not None else 0)
             if reading is not None:

@@ -8,21 +8,26 @@ engine's state is read and ranked is :mod:`inference.status`'s.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
-from inference.models import EngineState
+from inference.engine_secrets import EngineKeyError, engine_api_key
+from inference.models import EngineConfig, EngineState
 from inference.status import describe, engines, rank
 
 
 @dataclass(frozen=True)
 class EngineTarget:
-    """Where to send one request: a ready engine and this launch's key."""
+    """Where to send one request: a ready engine, its key (this launch's, or an external one's) and CA bundle."""
 
     name: str
     base_url: str
     api_key: str
     served_model: str
     reasoning: bool
+    ca_bundle: str = ""
+    # vLLM runs with --scheduling-policy priority: requests may carry a priority.
+    priority_scheduling: bool = False
 
 
 class EngineUnavailable(Exception):
@@ -41,26 +46,51 @@ class EngineUnavailable(Exception):
         self.model = model
 
 
-def pick_engine(model: str | None) -> EngineTarget:
+def pick_engine(model: str | None, allowed: frozenset[str] | None = None) -> EngineTarget:
     """Return the least-loaded ready engine serving ``model`` (None: any ready engine).
 
-    Raises :class:`EngineUnavailable` describing the most hopeful engine when none is ready.
+    ``allowed`` (None: all) limits the choice to those served models. Raises
+    :class:`EngineUnavailable` describing the most hopeful engine when none is ready.
     """
     configs = engines()
     if not configs:
         raise EngineUnavailable("none", "no engine is configured — please ask an admin to add one", model=model)
-    candidates = [config for config in configs if model is None or config.served_model_name == model]
+    # Managed and external engines alike: every engine whose models include the one asked for.
+    views = [(describe(config), config) for config in configs]
+    if allowed is not None:
+        views = [pair for pair in views if allowed.intersection(pair[0].models)]
+        if not views:
+            raise EngineUnavailable("none", "no engine serves a model your policy allows — please ask an admin")
+    candidates = [pair for pair in views if model is None or model in pair[0].models]
     if not candidates:
         raise EngineUnavailable("unknown_model", f"no engine serves the model {model!r}", model=model)
     # The best ranked is the least-loaded ready engine, or else the most hopeful one.
-    view, config = min(((describe(candidate), candidate) for candidate in candidates), key=lambda pair: rank(pair[0]))
+    view, config = min(candidates, key=lambda pair: rank(pair[0]))
+    if view.state == EngineState.State.READY:
+        # Loads are the supervisors' last samples (every few seconds): ready engines equally loaded
+        # by that count share a burst at random instead of all of it going to the first by name.
+        view, config = secrets.choice([pair for pair in candidates if rank(pair[0])[:2] == rank(view)[:2]])
     if view.state == EngineState.State.READY:
         state = config.state
+        try:
+            api_key = engine_api_key(config) if config.is_external else state.api_key
+        except EngineKeyError:
+            raise EngineUnavailable("unauthorized", "the engine refused the portal's key — please tell an admin",
+                                    model=model) from None  # fmt: skip
         return EngineTarget(
             name=config.name,
-            base_url=state.base_url,
-            api_key=state.api_key,
-            served_model=config.served_model_name,
+            base_url=config.url if config.is_external else state.base_url,
+            api_key=api_key,
+            served_model=model or _default_model(view.served_model, view.models, allowed),
             reasoning=view.reasoning,
+            ca_bundle=config.ca_bundle,
+            priority_scheduling=config.scheduling_policy == EngineConfig.Scheduling.PRIORITY,
         )
     raise EngineUnavailable(view.state, view.message, progress=view.progress, model=model or view.served_model)
+
+
+def _default_model(preferred: str, models: list[str] | tuple[str, ...], allowed: frozenset[str] | None) -> str:
+    """The model to ask an engine for when the request named none: its own, if the policy allows it."""
+    if allowed is None or preferred in allowed:
+        return preferred
+    return sorted(allowed.intersection(models))[0]

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from inference.desired_state import memory_plan
+from inference.external_engines import ExternalSpec
 from inference.models import EngineConfig
 
 
@@ -46,6 +47,12 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
         ]
         widgets = {"extra_flags": forms.Textarea(attrs={"rows": 3})}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Optional on the model only because external engines have neither (this form is for managed ones).
+        self.fields["served_model_name"].required = True
+        self.fields["port"].required = True
+
     def clean_extra_flags(self) -> str:
         # The allow-list itself is the model field's validator (inference.vllm_flags).
         return str(self.cleaned_data.get("extra_flags") or "").strip()
@@ -80,3 +87,28 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
                 code="does_not_fit",
             )
         return cleaned
+
+
+class ExternalEngineForm(forms.Form):
+    """Register an external engine from the engines page (admins only): what ``engine add-external`` takes."""
+
+    name = forms.SlugField(max_length=64, help_text="Short name, shown on the engines page and in the audit trail.")
+    url = forms.CharField(max_length=500, help_text="Base URL, e.g. https://gpu-b.internal:8000")
+    api_key = forms.CharField(
+        required=False, max_length=4096, widget=forms.PasswordInput, help_text="Stored encrypted; never shown again."
+    )
+    ca_bundle = forms.CharField(
+        required=False, max_length=500, help_text="Path of a PEM CA bundle on the portal hosts."
+    )
+    models = forms.CharField(
+        required=False, max_length=2000, help_text="Pinned model names, comma-separated; empty: what /v1/models lists."
+    )
+
+    def spec(self) -> ExternalSpec:
+        """Return the registration the (valid) form describes."""
+        data = self.cleaned_data
+        models = tuple(model.strip() for model in data["models"].split(",") if model.strip())
+        return ExternalSpec(
+            name=data["name"], url=data["url"], api_key=data["api_key"], ca_bundle=data["ca_bundle"].strip(),
+            models=models,
+        )  # fmt: skip

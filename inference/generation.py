@@ -22,19 +22,29 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from accounts.ledger import QuotaRefused, check_model, remaining, reserve, settle, settle_lost
+from accounts.models import Reservation
+from accounts.policies import EffectivePolicy, effective_policy
 from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
+from inference.audit_events import record_generation
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
+from inference.prompt_tokens import count_prompt_tokens
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
 from portal import metrics
+from portal.audit.request_context import set_request_id
+from portal.hooks import get_hooks
+from portal.plugins import generation_hooks
+from portal.plugins.generation_hooks import CheckedPrompt, GenerationReport
 
 logger = logging.getLogger(__name__)
 
@@ -54,34 +64,101 @@ class Prepared:
     request: ChatRequest
     # The /v1 API's key (its public prefix), for the ledger's channel and the audit event.
     api_key_prefix: str | None = None
+    prompt_tokens: int = 0
+    reservation: Reservation | None = None
+    # What the plugins' prompt checks told the user (e.g. what was masked and why).
+    notices: tuple[str, ...] = ()
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
-# The usage ledger (accounts: reserve/settle) and the audit trail (portal) are other issues.
-# These two functions are the only places that will call them; until those land they do
-# nothing on purpose (no fake quota, no fake audit), and the done frame reports
-# ``remaining: null``.
+# The only places that call the usage ledger (accounts/ledger.py) and, when it lands, the
+# audit trail (portal).
 
 
-def reserve_usage(prepared: Prepared) -> None:
-    """Reserve the estimated tokens of ``prepared`` (SEAM: accounts' ledger ``reserve``).
+def _user(user_id: int) -> Any:
+    # The policy and the ledger need the user's id only: no query for the row itself.
+    return get_user_model()(pk=user_id)
 
-    Will raise :class:`GenerationRejected` (``quota_exceeded``, with the reset time) when
-    the ledger refuses.
+
+def _rejected(exc: QuotaRefused, source: str) -> GenerationRejected:
+    metrics.refused(exc.code, source)
+    return GenerationRejected(exc.code, exc.message, **exc.details())
+
+
+def reserve_usage(prepared: Prepared, policy: EffectivePolicy) -> Prepared:
+    """Reserve the prompt and answer tokens of ``prepared`` and a concurrency slot.
+
+    Returns ``prepared`` with its reservation, and its ``max_tokens`` lowered to what the
+    budget grants. Raises :class:`GenerationRejected` with the ledger's code
+    (``quota_exceeded``, ``too_many_answers``, ``rate_limited``, ``model_not_allowed``),
+    ``limit``, ``retry_after`` and ``resets_at``.
     """
+    try:
+        reservation = reserve(
+            _user(prepared.user_id),
+            model=prepared.target.served_model,
+            channel=prepared.source,
+            prompt_tokens=prepared.prompt_tokens,
+            max_tokens=prepared.request.max_tokens,
+            request_id=prepared.request.request_id or uuid.uuid4().hex,
+            policy=policy,
+        )
+    except QuotaRefused as exc:
+        raise _rejected(exc, prepared.source) from exc
+    prepared.request.max_tokens = reservation.max_tokens
+    return replace(prepared, reservation=reservation)
 
 
-def settle_usage(prepared: Prepared, outcome: Outcome) -> int | None:
-    """Correct the reservation to actual use and write one audit event; return tokens left.
+def settle_usage(prepared: Prepared, outcome: Outcome) -> dict[str, Any] | None:
+    """Correct the reservation to actual use (SEAM: and write one audit event); return what is left.
 
-    SEAM: accounts' ledger ``settle`` and the portal's audit trail. Runs inside the
-    settlement transaction, so the ledger, the stored answer and the audit event commit
-    together.
+    Runs inside the settlement transaction, so the ledger, the stored answer and the audit
+    event commit together: a failed audit write raises and rolls the settlement back. The
+    ledger is settled before the event is appended (lock order: ledger, then audit chain).
+    Without usage from the engine, the prompt counts only when text was generated (the
+    engine then certainly read it) and the answer counts one token per chunk.
     """
-    return None
+    reservation = prepared.reservation
+    left = None
+    if reservation is not None:
+        prompt = outcome.prompt_tokens
+        if prompt is None:
+            prompt = reservation.prompt_tokens if outcome.completion_tokens else 0
+        completion = outcome.completion_tokens
+        left = settle(reservation, prompt_tokens=prompt, completion_tokens=completion, outcome=outcome.status)
+    record_generation(prepared, outcome)
+    return left
+
+
+def remaining_usage(user_id: int) -> dict[str, Any]:
+    """Return what is left of the user's budgets now (a re-loaded ``done`` frame's ``remaining``)."""
+    return remaining(_user(user_id))
+
+
+def settle_lost_usage(request_ids: list[str]) -> int:
+    """Settle the reservations of answers found lost (their web process died); return how many."""
+    return settle_lost(request_ids)
 
 
 # --- Preparing ----------------------------------------------------------------------------
+
+
+def check_prompt(user: Any, messages: list[dict[str, str]], sampling: Sampling, *, source: str) -> CheckedPrompt:
+    """Run the plugins' ``inference.before_generate`` hooks on ``messages`` (sync, no lock held).
+
+    ``user`` is the user or their id. Returns the messages to send and the notices for the
+    user. Raises :class:`GenerationRejected`: ``refused_by_plugin`` with the plugin's message,
+    or ``plugin_failed`` when a check raised or timed out (fail closed). Call it outside a
+    transaction: hooks may be slow and write on their own database connection.
+    """
+    if not hasattr(user, "pk"):
+        user = get_user_model().objects.get(pk=user)
+    try:
+        return generation_hooks.check_prompt(user, messages, model=sampling.model, source=source)
+    except generation_hooks.PromptRefused as exc:
+        raise GenerationRejected("refused_by_plugin", exc.message, plugin=exc.plugin) from exc
+    except generation_hooks.PromptCheckFailed as exc:
+        raise GenerationRejected("plugin_failed", exc.message, plugin=exc.plugin) from exc
 
 
 def prepare(
@@ -92,34 +169,60 @@ def prepare(
     source: str,
     api_key_prefix: str | None = None,
     engine_params: Mapping[str, Any] | None = None,
+    checked: CheckedPrompt | None = None,
 ) -> Prepared:
-    """Pick a ready engine for ``sampling.model`` and reserve the user's tokens (sync, DB).
+    """Check the prompt, pick a ready engine the user may use, count the prompt and reserve the user's tokens.
 
     ``engine_params`` are further OpenAI parameters the caller validated (sent as they are);
-    ``api_key_prefix`` names the API key of a ``source="api"`` request.
+    ``api_key_prefix`` names the API key of a ``source="api"`` request. ``checked`` is the
+    result of :func:`check_prompt` when the caller ran it already (the chat runs it before
+    taking its locks); without it the plugins' checks run here first, before anything is
+    reserved: call it outside a transaction then.
 
-    Raises :class:`GenerationRejected`: ``engine_unavailable`` (with the engine's ``state``,
-    ``progress`` and ``model``) when no engine is ready, or what the ledger refuses.
+    Raises :class:`GenerationRejected`: ``refused_by_plugin`` or ``plugin_failed`` (see
+    :func:`check_prompt`), ``model_not_allowed`` for a model outside the user's policy,
+    ``engine_unavailable`` (with the engine's ``state``, ``progress`` and ``model``) when no
+    engine is ready, or what the ledger refuses (see :func:`reserve_usage`). The caller records
+    the refusal with :func:`inference.audit_events.record_refusal` once its own transaction
+    has ended (here it would roll back with the refused turn).
     """
+    policy = effective_policy(_user(user_id))
+    if sampling.model is not None:
+        try:
+            check_model(policy, sampling.model)
+        except QuotaRefused as exc:
+            raise _rejected(exc, source) from exc
+    if checked is None:
+        checked = check_prompt(user_id, messages, sampling, source=source)
     try:
-        target = pick_engine(sampling.model)
+        target = pick_engine(sampling.model, None if policy.all_models else policy.model_names)
     except EngineUnavailable as exc:
         metrics.refused("engine_unavailable", source)
         raise GenerationRejected(
             "engine_unavailable", exc.message, state=exc.state, progress=exc.progress, model=exc.model
         ) from exc
     request = ChatRequest(
-        messages=messages,
+        messages=checked.messages,
         max_tokens=sampling.max_tokens,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         reasoning_effort=sampling.reasoning_effort if target.reasoning else None,
         request_id=uuid.uuid4().hex,
+        priority=policy.priority if target.priority_scheduling else None,
         engine_params=dict(engine_params or {}),
     )
-    prepared = Prepared(user_id=user_id, source=source, target=target, request=request, api_key_prefix=api_key_prefix)
-    reserve_usage(prepared)
-    return prepared
+    # The prompt as it is sent (after the plugins' checks) is what the ledger reserves.
+    prompt_tokens, _ = count_prompt_tokens(target, checked.messages)
+    prepared = Prepared(
+        user_id=user_id,
+        source=source,
+        target=target,
+        request=request,
+        api_key_prefix=api_key_prefix,
+        prompt_tokens=prompt_tokens,
+        notices=checked.notices,
+    )
+    return reserve_usage(prepared, policy)
 
 
 # --- Running ------------------------------------------------------------------------------
@@ -154,7 +257,7 @@ class Outcome:
     duration_ms: int = 0
     error_code: str = ""
     error_message: str = ""
-    remaining: int | None = None
+    remaining: dict[str, Any] | None = None
 
     def usage(self) -> dict[str, Any]:
         """Token counts as the clients see them (``estimated`` when the engine sent none)."""
@@ -216,6 +319,8 @@ class Generation:
         self._task = asyncio.current_task()
         self._started = time.monotonic()
         metrics.generation_started(self.prepared.source)
+        # This task's log lines carry the request id (a context variable: per task).
+        set_request_id(self.prepared.request.request_id or "")
         writer = asyncio.create_task(self._write_frames())
         status, error_code, error_message = AnswerStatus.COMPLETE, "", ""
         cancelled = False
@@ -280,6 +385,7 @@ class Generation:
                 duration_seconds=outcome.duration_ms / 1000,
             )
         await self.sink.on_finish(self, outcome)
+        _report_later(self.prepared, outcome)
         return outcome
 
     def _take(self, delta: ChatDelta) -> None:
@@ -357,3 +463,31 @@ class Generation:
             # ledger, then the audit chain, as begin_turn takes them.
             self.sink.persist(outcome)
             outcome.remaining = settle_usage(self.prepared, outcome)
+
+
+# The after_generate reports still running; the event loop keeps only weak references.
+_reports: set[asyncio.Task[None]] = set()
+
+
+def _report_later(prepared: Prepared, outcome: Outcome) -> None:
+    """Run the plugins' ``inference.after_generate`` hooks in a task, after the done frame went out."""
+    if not get_hooks(generation_hooks.AFTER_GENERATE):
+        return
+    report = GenerationReport(
+        user_id=prepared.user_id,
+        source=prepared.source,
+        request_id=outcome.request_id,
+        model=outcome.model,
+        engine=outcome.engine,
+        status=outcome.status,
+        content=outcome.content,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        error_code=outcome.error_code,
+    )
+    task = asyncio.create_task(
+        # Not the thread-sensitive executor: a slow hook must not hold up other database work.
+        database_sync_to_async(generation_hooks.report_generation, thread_sensitive=False)(report)
+    )
+    _reports.add(task)
+    task.add_done_callback(_reports.discard)

@@ -151,7 +151,8 @@ def serves_gpt_oss(config: EngineConfig) -> bool:
 
 def check_harmony_vocabulary() -> Iterator[Finding]:
     """Yield one finding when an engine serves gpt-oss: is the Harmony vocabulary available offline?"""
-    if not any(serves_gpt_oss(config) for config in EngineConfig.objects.all()):
+    # Only engines this portal launches read the vocabulary here; an external one has its own.
+    if not any(serves_gpt_oss(config) for config in EngineConfig.objects.filter(kind=EngineConfig.Kind.MANAGED)):
         return
     python = engine_python()
     if not python.exists():

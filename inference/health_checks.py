@@ -33,9 +33,10 @@ def check_engines_ready() -> dict[str, Any]:
 def check_engines() -> Iterator[Finding]:
     """Engine venv, model paths, supervisor heartbeat and each engine's state."""
     vllm = Path(settings.ENGINE_VENV) / "bin" / "vllm"
-    if not vllm.exists():
-        yield Finding("engine install", FAIL, f"{vllm} is missing.", "Run `make engine` (make run does it).")
     configs = list(EngineConfig.objects.select_related("state"))
+    # A portal that only fronts external engines needs no vLLM of its own.
+    if not vllm.exists() and not (configs and all(config.is_external for config in configs)):
+        yield Finding("engine install", FAIL, f"{vllm} is missing.", "Run `make engine` (make run does it).")
     if not configs:
         yield Finding(
             "engines", WARN, "No engine is configured.", "make run creates the demo engine; or add one in admin."
@@ -55,7 +56,9 @@ def check_engines() -> Iterator[Finding]:
                 "Start the supervisor: `python manage.py runengine` (make run starts it).",
             )
         elif view.state == "ready":
-            yield Finding(label, OK, f"ready, serving {config.served_model_name}.")
+            yield Finding(label, OK, f"ready, serving {', '.join(view.models)}.")
+        elif config.is_external and state is not None:  # the probe's sentence and what to do
+            yield Finding(f"{label} (external, {config.url})", FAIL, state.message, " ".join(state.remedies))
         elif view.state in ("crashed", "crash_loop"):
             diagnosis = state.diagnosis if state is not None else ""
             remedies = " ".join(state.remedies) if state is not None and state.remedies else ""

@@ -43,7 +43,18 @@ REASONING_PARSERS = [
 
 
 class EngineConfig(models.Model):
-    """One vLLM server the portal manages: its settings and whether it should run."""
+    """One engine requests can be routed to: a vLLM server the portal manages, or an external one.
+
+    A *managed* engine is started, watched and stopped by the supervisor from the settings
+    below. An *external* engine runs elsewhere (a vLLM server, a production-stack router, an
+    llm-d gateway): the portal only knows its ``url``, its API key (encrypted, see
+    :mod:`inference.engine_secrets`) and optional CA bundle, and the supervisor probes it
+    (:mod:`inference.external_probe`); the launch settings do not apply to it.
+    """
+
+    class Kind(models.TextChoices):
+        MANAGED = "managed", "managed (started by the portal)"
+        EXTERNAL = "external", "external (registered by address)"
 
     class Device(models.TextChoices):
         CUDA = "cuda", "NVIDIA GPU (cuda)"
@@ -72,10 +83,12 @@ class EngineConfig(models.Model):
         STOPPED = "stopped", "stopped"
 
     name = models.SlugField(max_length=64, unique=True, help_text="Short name, used by `engine start NAME`.")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MANAGED)
     served_model_name = models.CharField(
         max_length=200,
+        blank=True,
         validators=[SERVED_NAME_VALIDATOR],
-        help_text="The model name clients ask for (the request's `model`).",
+        help_text="The model name clients ask for (the request's `model`). Required for managed engines.",
     )
     model = models.CharField(
         max_length=500,
@@ -118,6 +131,8 @@ class EngineConfig(models.Model):
     scheduling_policy = models.CharField(max_length=16, choices=Scheduling.choices, default=Scheduling.FCFS)
     port = models.PositiveIntegerField(
         unique=True,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(1024), MaxValueValidator(65535)],
         help_text="Loopback port of this engine (127.0.0.1 only).",
     )
@@ -131,6 +146,18 @@ class EngineConfig(models.Model):
     ignore_memory_plan = models.BooleanField(
         default=False,
         help_text="Start even though the memory planner says this configuration does not fit.",
+    )
+    # External engines only: where it is, how to authenticate, which models it must serve.
+    url = models.CharField(max_length=500, blank=True, default="", help_text="External engines: base URL.")
+    api_key_encrypted = models.TextField(blank=True, default="", help_text="Fernet token of the API key.")
+    api_key_file = models.CharField(
+        max_length=500, blank=True, default="", help_text="External engines: read the API key from this file at use."
+    )
+    ca_bundle = models.CharField(
+        max_length=500, blank=True, default="", help_text="External engines: CA bundle (PEM) to verify TLS with."
+    )
+    pinned_models = models.JSONField(
+        default=list, blank=True, help_text="External engines: models it must serve; empty: what /v1/models lists."
     )
     # A start/restart request newer than the running process makes the supervisor relaunch.
     restart_requested_at = models.DateTimeField(null=True, blank=True)
@@ -156,12 +183,21 @@ class EngineConfig(models.Model):
             validate_extra_flags(self.extra_flags)
         super().save(*args, **kwargs)
 
+    @property
+    def is_external(self) -> bool:
+        return self.kind == self.Kind.EXTERNAL
+
     def clean(self) -> None:
         """Refuse setting combinations vLLM refuses at start-up, as field errors.
 
         Raises ``ValidationError`` keyed by field. Invalid extra flags are left to the
-        field's own validation.
+        field's own validation. A managed engine needs a served model name and a port.
         """
+        if not self.is_external:
+            missing = {field: "Required for a managed engine." for field in ("served_model_name", "port")
+                       if getattr(self, field) in (None, "")}  # fmt: skip
+            if missing:
+                raise ValidationError(missing)
         try:
             flags = dict(parse_extra_flags(self.extra_flags or ""))
         except ValidationError:
@@ -190,6 +226,12 @@ class EngineState(models.Model):
         STOPPING = "stopping", "stopping"
         CRASHED = "crashed", "crashed"
         CRASH_LOOP = "crash_loop", "crash loop"
+        # External engines (written by the probe): why one cannot be used.
+        UNREACHABLE = "unreachable", "unreachable"
+        UNAUTHORIZED = "unauthorized", "unauthorized"
+        INCOMPATIBLE = "incompatible", "not OpenAI-compatible"
+        TLS_ERROR = "tls_error", "TLS error"
+        DEGRADED = "degraded", "degraded"
 
     engine = models.OneToOneField(EngineConfig, on_delete=models.CASCADE, primary_key=True, related_name="state")
     state = models.CharField(max_length=16, choices=State.choices, default=State.STOPPED)
@@ -215,6 +257,8 @@ class EngineState(models.Model):
     running_requests = models.PositiveIntegerField(default=0)
     waiting_requests = models.PositiveIntegerField(default=0)
     kv_cache_usage = models.FloatField(null=True, blank=True)
+    # External engines: the model names its /v1/models listed at the last probe.
+    served_models = models.JSONField(default=list, blank=True)
     log_tail = models.TextField(blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 

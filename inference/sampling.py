@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.policies import effective_policy
 from inference.rejections import GenerationRejected
 from inference.text_checks import storable_text
 
@@ -40,11 +41,17 @@ class Sampling:
 def max_tokens_limit(user: Any) -> int:
     """Return the most tokens one answer of ``user`` may have.
 
-    SEAM(quota policy): the per-user policy belongs to the quota issue (accounts); until it
-    lands every user gets ``GENERATION_MAX_TOKENS_LIMIT``.
+    The site's ``GENERATION_MAX_TOKENS_LIMIT``, lowered by the user's policy.
     """
     limit: int = settings.GENERATION_MAX_TOKENS_LIMIT
-    return limit
+    own = effective_policy(user).max_tokens_per_answer
+    return limit if own is None else min(limit, own)
+
+
+def allowed_models(user: Any) -> frozenset[str] | None:
+    """Return the served model names ``user`` may use (None: all), for the model picker."""
+    policy = effective_policy(user)
+    return None if policy.all_models else policy.model_names
 
 
 def _number(raw: Mapping[str, Any], name: str, low: float, high: float, *, low_open: bool = False) -> float | None:

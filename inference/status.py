@@ -36,10 +36,22 @@ class EngineView:
     message: str
     reasoning: bool
     load: int
+    # Every model it serves: a managed engine's one name; what an external engine lists or pins.
+    models: tuple[str, ...] = ()
+    kind: str = EngineConfig.Kind.MANAGED
 
 
 # Which not-ready state best describes a model served by several engines (most hopeful first).
 _HOPE = {"loading": 0, "starting": 1, "crashed": 2, "stopped": 3, "crash_loop": 4}
+
+# What users see when an external engine cannot be used (admins see the probe's own sentence).
+_EXTERNAL_MESSAGES: dict[str, str] = {
+    EngineState.State.UNREACHABLE: "the engine cannot be reached — please tell an admin",
+    EngineState.State.UNAUTHORIZED: "the engine refused the portal's key — please tell an admin",
+    EngineState.State.INCOMPATIBLE: "the engine is not an OpenAI-compatible server — please tell an admin",
+    EngineState.State.TLS_ERROR: "the engine's TLS certificate was not accepted — please tell an admin",
+    EngineState.State.DEGRADED: "the engine no longer serves this model — please tell an admin",
+}
 
 
 def supervisor_alive(state: EngineState | None) -> bool:
@@ -58,15 +70,27 @@ def describe(config: EngineConfig) -> EngineView:
         effective = EngineState.State.STOPPED
     message = _message(effective, progress, config, state)
     load = (state.running_requests + state.waiting_requests) if state is not None else 0
+    models = models_of(config, state)
     return EngineView(
         name=config.name,
-        served_model=config.served_model_name,
+        served_model=models[0] if models else config.served_model_name,
         state=effective,
         progress=progress,
         message=message,
         reasoning=bool(config.reasoning_parser),
         load=load,
+        models=models,
+        kind=config.kind,
     )
+
+
+def models_of(config: EngineConfig, state: EngineState | None) -> tuple[str, ...]:
+    """Return the models an engine serves: a managed engine's name; an external one's pins, else its list."""
+    if not config.is_external:
+        return (config.served_model_name,)
+    if config.pinned_models:
+        return tuple(config.pinned_models)
+    return tuple(state.served_models) if state is not None else ()
 
 
 def _message(effective: str, progress: float | None, config: EngineConfig, state: EngineState | None) -> str:
@@ -80,6 +104,8 @@ def _message(effective: str, progress: float | None, config: EngineConfig, state
         return "engine restarting after a crash — an admin has been told"
     if effective == EngineState.State.CRASH_LOOP:
         return "engine failed repeatedly and was stopped — an admin has been told"
+    if effective in _EXTERNAL_MESSAGES:
+        return _EXTERNAL_MESSAGES[effective]
     # Crashes are mailed to the admins by the supervisor (see inference.alerts); a dead supervisor
     # or a stopped engine tells nobody, so users are asked to.
     if config.desired_state == EngineConfig.Desired.RUNNING and not supervisor_alive(state):
@@ -108,14 +134,16 @@ def _public(view: EngineView) -> dict[str, Any]:
     return {"name": view.name, "model": view.served_model, **_state_of(view)}
 
 
-def _choices(views: list[EngineView]) -> list[dict[str, Any]]:
+def _choices(views: list[EngineView], allowed: frozenset[str] | None) -> list[dict[str, Any]]:
     best: dict[str, EngineView] = {}
     for view in views:
-        current = best.get(view.served_model)
-        if current is None or rank(view) < rank(current):
-            best[view.served_model] = view
-    ordered = sorted(best.values(), key=lambda view: view.served_model)
-    return [{"model": view.served_model, "engine": view.name, **_state_of(view)} for view in ordered]
+        for model in view.models:
+            if allowed is not None and model not in allowed:
+                continue
+            current = best.get(model)
+            if current is None or rank(view) < rank(current):
+                best[model] = view
+    return [{"model": model, "engine": best[model].name, **_state_of(best[model])} for model in sorted(best)]
 
 
 def snapshot() -> list[dict[str, Any]]:
@@ -123,18 +151,23 @@ def snapshot() -> list[dict[str, Any]]:
     return [_public(describe(config)) for config in engines()]
 
 
-def model_choices() -> list[dict[str, Any]]:
-    """Return one entry per served model, with the best state among the engines serving it.
+def model_choices(allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Return one entry per served model (only ``allowed`` ones unless None), with its best engine's state.
 
     Each entry: model, engine, state, progress, message, reasoning.
     """
-    return _choices([describe(config) for config in engines()])
+    return _choices([describe(config) for config in engines()], allowed)
 
 
-def public_state() -> dict[str, list[dict[str, Any]]]:
-    """Return ``{"engines": snapshot(), "models": model_choices()}`` from one read of the database."""
+def public_state(allowed: frozenset[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Return ``{"engines": snapshot(), "models": model_choices(allowed)}`` from one read of the database."""
     views = [describe(config) for config in engines()]
-    return {"engines": [_public(view) for view in views], "models": _choices(views)}
+    return {"engines": [_public(view) for view in views], "models": _choices(views, allowed)}
+
+
+def served_model_names() -> list[str]:
+    """Return the model names the configured engines serve (what a policy may name)."""
+    return list(EngineConfig.objects.values_list("served_model_name", flat=True).distinct())
 
 
 def admin_snapshot() -> list[dict[str, Any]]:
@@ -146,13 +179,16 @@ def admin_snapshot() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": config.name,
-                "model": config.served_model_name,
+                "kind": config.kind,
+                "model": ", ".join(view.models) or config.served_model_name,
                 "desired": config.desired_state,
                 "state": view.state,
                 "progress": view.progress,
                 "message": view.message,
+                # The probe's own sentence about an external engine ("Unreachable: cannot connect to ...").
+                "detail": state.message if config.is_external and state and view.state != "stopped" else "",
                 "pid": state.pid if state else None,
-                "url": state.base_url if state else "",
+                "url": config.url if config.is_external else state.base_url if state else "",
                 "port": config.port,
                 "launched_at": state.launched_at.isoformat() if state and state.launched_at else None,
                 "ready_at": state.ready_at.isoformat() if state and state.ready_at else None,

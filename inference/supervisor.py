@@ -34,8 +34,10 @@ from django.utils import timezone
 
 from inference import telemetry
 from inference.alerts import tell_admins
+from inference.audit_events import record_engine
 from inference.diagnosis import Diagnosis, diagnose
 from inference.engine_process import EngineProcess, note
+from inference.external_probe import ExternalProbe
 from inference.launch_command import LOOPBACK, build_launch, engine_python
 from inference.models import EngineConfig, EngineState
 from inference.status import supervisor_alive
@@ -79,6 +81,7 @@ class Supervisor:
         self._next_host_reading = 0.0
         self._next_prune = 0.0
         self._http = httpx.Client(timeout=httpx.Timeout(3.0), trust_env=False)
+        self.external = ExternalProbe(self.host, self.pid)
 
     # --- loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -107,11 +110,16 @@ class Supervisor:
             if runner.process is not None:
                 runner.process.stop()
                 runner.process = None
-            EngineState.objects.filter(pk=engine_id).update(
+                config = EngineConfig.objects.filter(pk=engine_id).first()
+                if config is not None:
+                    record_engine("stopped", config, reason="supervisor stopped")
+            # Only rows this supervisor wrote: an engine another supervisor runs is not stopped.
+            EngineState.objects.filter(pk=engine_id, supervisor_host=self.host, supervisor_pid=self.pid).update(
                 state=State.STOPPED, progress=None, pid=None, api_key="", exited_at=timezone.now(),
                 message="supervisor stopped", updated_at=timezone.now(),
             )  # fmt: skip
         self._http.close()
+        self.external.shutdown()
         log.info("engine supervisor stopped")
 
     def managed(self) -> list[EngineConfig]:
@@ -135,7 +143,11 @@ class Supervisor:
             state = getattr(config, "state", None) or EngineState.objects.create(engine=config)
             if not self._claim(config, state):
                 continue
+            if config.is_external:  # not ours to start: only probed (inference.external_probe)
+                self.external.observe(config, state)
+                continue
             self.reconcile(config, state, self.runners.setdefault(config.pk, Runner()))
+        self.external.forget(seen)
         for engine_id in set(self.runners) - seen:  # deleted configs
             runner = self.runners.pop(engine_id)
             if runner.process is not None:
@@ -176,6 +188,7 @@ class Supervisor:
             state.save(update_fields=[*sorted(changed), "updated_at"])
             runner.process.stop()
             runner.process = None
+            record_engine("stopped", config, reason="stop requested")
         if state.state != State.STOPPED or state.crash_count:
             self._set(
                 state, changed, state=State.STOPPED, progress=None, pid=None, api_key="", base_url="",
@@ -210,6 +223,7 @@ class Supervisor:
             state.save(update_fields=[*sorted(changed), "updated_at"])
             runner.process.stop()
             runner.process = None
+            record_engine("restarted", config, reason=reason)
             self._launch(config, state, runner, changed)
             return
         self._observe(config, state, runner, changed)
@@ -249,6 +263,7 @@ class Supervisor:
             kv_cache_usage=None, log_tail="",
         )  # fmt: skip
         log.info("engine %s launching on port %s", config.name, config.port)
+        record_engine("started", config, port=config.port, fingerprint=launch.fingerprint)
 
     def _observe(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
         process = runner.process
@@ -371,6 +386,8 @@ class Supervisor:
             next_retry_at=None if loop else now + timedelta(seconds=delay), running_requests=0, waiting_requests=0,
         )  # fmt: skip
         log.error("engine %s: %s (%s)", config.name, message, diagnosis.evidence or "no evidence line")
+        record_engine("crashed", config, outcome="crash_loop" if loop else "crashed", exit_code=code,
+                      kind=diagnosis.kind, diagnosis=diagnosis.summary, crashes=crashes)  # fmt: skip
         # One mail per episode: the first crash of a streak, and the crash loop that ends it.
         if loop or crashes == 1:
             tell_admins(config, message, diagnosis)

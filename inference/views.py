@@ -15,11 +15,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.gates import admin_required
 from inference import desired_state, status, telemetry
 from inference.engine_process import engine_log_path
+from inference.external_engines import ExternalEngineRefused, register_external
+from inference.forms import ExternalEngineForm
 from inference.models import EngineConfig
 
 ACTIONS: dict[str, Callable[[EngineConfig], None]] = {
@@ -47,7 +49,12 @@ def engine_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request,
         "inference/engine_detail.html",
-        {"config": config, "engine": row, "plan": desired_state.memory_plan(config), "log_path": engine_log_path(name)},
+        {
+            "config": config,
+            "engine": row,
+            "plan": None if config.is_external else desired_state.memory_plan(config),
+            "log_path": engine_log_path(name),
+        },
     )
 
 
@@ -70,6 +77,22 @@ def engine_action(request: HttpRequest, name: str, action: str) -> HttpResponse:
     return redirect(target or "inference:engines")
 
 
+@require_http_methods(["GET", "POST"])
+@admin_required
+def add_external(request: HttpRequest) -> HttpResponse:
+    """Register an external engine; the supervisor probes it (never this request)."""
+    form = ExternalEngineForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            config = register_external(form.spec())
+        except ExternalEngineRefused as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"{config.name}: registered at {config.url}; the supervisor probes it shortly.")
+            return redirect("inference:engine", name=config.name)
+    return render(request, "inference/add_external.html", {"form": form}, status=400 if form.errors else 200)
+
+
 @never_cache
 @require_GET
 @admin_required
@@ -89,3 +112,8 @@ def status_json(request: HttpRequest) -> JsonResponse:
 def metrics_json(request: HttpRequest, name: str) -> JsonResponse:
     config = get_object_or_404(EngineConfig, name=name)
     return JsonResponse({"engine": name, "samples": telemetry.recent_samples(config)})
+
+
+def engines_widget(request: HttpRequest) -> dict[str, object]:
+    """Context of the home page's engine widget: each engine's state and how busy it is."""
+    return {"engines": [status.describe(config) for config in status.engines()]}

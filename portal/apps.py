@@ -7,6 +7,7 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import metrics
+        from portal.access import has_role
         from portal.navigation import NavItem
         from portal.registry import registry
 
@@ -14,3 +15,4 @@ class PortalConfig(AppConfig):
         metrics.forget_dead_processes()
 
         registry.add("nav_items", NavItem("Home", "home", lambda user: True, order=0))
+        registry.add("nav_items", NavItem("Plugins", "plugins", lambda user: has_role(user, "admin"), order=940))

@@ -18,6 +18,11 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
 
+def user_group(user_id: int) -> str:
+    """Return the channel group every socket of the user joins (a deactivation closes them all)."""
+    return f"user.{user_id}"
+
+
 @database_sync_to_async
 def _user_is_active(user_id: int) -> bool:
     from django.contrib.auth import get_user_model
@@ -65,6 +70,9 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.accept()
+        # In self.groups, so Channels leaves the group when the socket closes.
+        self.groups.append(user_group(user.pk))
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         self._counted_open = True
         metrics.socket_opened()
         await self.on_connected()
@@ -75,6 +83,10 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_connected(self) -> None:
         """Hook run after the socket was accepted."""
+
+    async def user_deactivated(self, event: dict[str, Any]) -> None:
+        """Close at once: the account was deactivated or refused at sign-in (accounts/deprovision.py)."""
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def user_still_active(self) -> bool:
         """Re-check the user in the database; close the socket when disabled."""

@@ -213,3 +213,11 @@ def run_checks(url: str | None = None) -> list[Finding]:
             Finding("proxy variables", WARN, "HTTP_PROXY is set.", "Make sure 127.0.0.1 is in NO_PROXY for the engine.")
         )
     return findings
+
+
+def run_sso_checks(user: str | None = None) -> list[Finding]:
+    """Run the company sign-in checks the apps registered (``sso_checks``); ``user`` is looked up in LDAP."""
+    findings: list[Finding] = []
+    for check in registry["sso_checks"]:
+        findings.extend(check(user))
+    return findings

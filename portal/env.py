@@ -9,11 +9,15 @@ as a surprise hours later. Secrets can also be read from a file named by ``NAME_
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -148,3 +152,55 @@ def generated_secret(path: Path) -> str:
         finally:
             os.unlink(temporary)
     return path.read_text(encoding="utf-8").strip()
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def env_host_patterns(name: str) -> list[str]:
+    """Return a comma-separated list of host names, ``*.domain`` patterns and IP networks.
+
+    Each item must be an IP network in CIDR form (``10.0.0.0/8``, ``fd00::/8``; host bits must
+    be zero, so ``10.0.0.1/8`` is refused as a likely typo), a single IP address, a host name,
+    or ``*.`` followed by a domain. Anything else stops start-up naming the item.
+    """
+    patterns = []
+    for item in env_list(name, []):
+        word = item.lower()
+        try:
+            patterns.append(str(ipaddress.ip_network(word, strict=True)))
+            continue
+        except ValueError as exc:
+            if "/" in word or ":" in word or re.fullmatch(r"[0-9.]+", word):
+                raise ImproperlyConfigured(f"{name}: {item!r} is not an IP network ({exc}).") from None
+        host = word[2:] if word.startswith("*.") else word
+        if not host or not all(_HOST_LABEL.match(label) for label in host.split(".")):
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not a host name, a *.domain pattern or an IP network such as 10.0.0.0/8."
+            )
+        patterns.append(word)
+    return patterns
+
+
+def env_optional_int(name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
+    """Return an integer within the given bounds, or None when the variable is unset or empty."""
+    if not _raw(name):
+        return None
+    return env_int(name, 0, minimum=minimum, maximum=maximum)
+
+
+def env_json_object(name: str) -> dict[str, Any]:
+    """Return a JSON object from ``NAME`` or from the file named by ``NAME_FILE``; ``{}`` when unset.
+
+    Text that is not JSON, or JSON that is not an object, is an error naming the variable.
+    """
+    value = env_secret(name)
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}.") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object ({{...}}), not {type(parsed).__name__}.")
+    return parsed

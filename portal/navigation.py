@@ -6,7 +6,7 @@ An app calls ``registry.add("nav_items", NavItem(...))`` in ``ready()``; this mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,19 +26,22 @@ class NavItem:
     order: int = 100
 
 
-def items_for(user: Any) -> list[dict[str, str]]:
-    """Return the entries ``user`` may use, as label and URL."""
+def items_for(user: Any, extra: Sequence[NavItem] = ()) -> list[dict[str, str]]:
+    """Return the entries ``user`` may use (the registry's and ``extra``), as label and URL."""
     if not getattr(user, "is_authenticated", False):
         return []
     return [
         {"label": item.label, "url": reverse(item.url_name), "name": item.url_name}
-        for item in sorted(registry["nav_items"], key=lambda entry: entry.order)
+        for item in sorted((*registry["nav_items"], *extra), key=lambda entry: entry.order)
         if item.visible(user)
     ]
 
 
 def context(request: HttpRequest) -> dict[str, Any]:
-    """Template context processor: the navigation of the current user."""
+    """Template context processor: the navigation of the current user (with ``portal.nav_items`` hooks)."""
     from django.conf import settings
 
-    return {"nav_items": items_for(request.user), "signup_open": settings.PORTAL_SIGNUP_OPEN}
+    from portal.plugins.page_hooks import NAV_ITEMS, collect
+
+    extra = collect(NAV_ITEMS, request) if getattr(request.user, "is_authenticated", False) else []
+    return {"nav_items": items_for(request.user, extra), "signup_open": settings.PORTAL_SIGNUP_OPEN}

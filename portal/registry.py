@@ -21,6 +21,7 @@ key                    kind        entry
 ``nav_items``          sequence    ``portal.navigation.NavItem``
 ``readiness_checks``   mapping     name -> ``() -> dict`` with at least ``ok`` (/readyz)
 ``doctor_checks``      sequence    ``() -> Finding | Iterator[Finding]`` (``manage.py doctor``)
+``sso_checks``         sequence    ``(user: str | None) -> Iterator[Finding]`` (``manage.py doctor --sso``)
 ``websocket_routes``   sequence    a Channels URL pattern (``path("ws/...", Consumer.as_asgi())``)
 ``url_mounts``         sequence    ``portal.registry.UrlMount`` (prefix and URL conf module)
 ``hooks``              mapping     hook name -> ordered hook entries (see ``portal.hooks``)
@@ -41,6 +42,7 @@ from typing import Any, NoReturn
 SEQUENCE_STORES = (
     "nav_items",
     "doctor_checks",
+    "sso_checks",
     "websocket_routes",
     "url_mounts",
     "dashboard_widgets",
@@ -55,19 +57,28 @@ class RegistryClosed(RuntimeError):
 
 @dataclass(frozen=True)
 class UrlMount:
-    """An app's URL conf, mounted by ``portal/urls.py`` under ``prefix`` (e.g. ``"chat/"``)."""
+    """An app's URL conf, mounted by ``portal/urls.py`` under ``prefix`` (e.g. ``"chat/"``).
+
+    With a ``namespace`` the URL names are reversed as ``"<namespace>:<name>"`` (plugins
+    get their slug), whatever ``app_name`` the URL conf sets.
+    """
 
     prefix: str
     urlconf: str
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)
 class DashboardWidget:
-    """A piece of the home page: ``template`` rendered with ``context(request)``, by ``order``."""
+    """A piece of the home page: ``template`` rendered with ``context(request)``, by ``order``.
+
+    Shown to users for whom ``visible(user)`` is true (everyone by default).
+    """
 
     template: str
     context: Callable[[Any], dict[str, Any]] = field(default=lambda request: {})
     order: int = 100
+    visible: Callable[[Any], bool] = field(default=lambda user: True)
 
 
 def _apps_ready() -> bool:

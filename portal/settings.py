@@ -7,23 +7,30 @@ Production sets ``PORTAL_ENV=production`` plus ``DATABASE_URL``, ``REDIS_URL`` a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import __version__
 from portal.env import (
     env_bool,
     env_choice,
     env_float,
+    env_host_patterns,
     env_int,
+    env_json_object,
     env_list,
+    env_optional_int,
     env_secret,
     env_str,
     env_url,
     generated_secret,
 )
+from portal.plugins.discovery import Discovery, discover
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -109,14 +116,48 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "portal",
+    "portal.audit",
     "accounts",
     "inference",
     "chat",
 ]
 
+# --- Plugins (docs/plugins.md) -----------------------------------------------------------
+# Found before the apps load: installed packages' `portal.plugins` entry points and the
+# packages named here. A plugin that fails to import, is incompatible or lacks a required
+# setting is skipped with a warning (and listed on /plugins/); the portal starts anyway.
+PORTAL_PLUGINS = env_list("PORTAL_PLUGINS", [])
+PORTAL_PLUGINS_DISABLED = env_list("PORTAL_PLUGINS_DISABLED", [])
+PORTAL_PLUGINS_ENTRY_POINTS = env_bool("PORTAL_PLUGINS_ENTRY_POINTS", True)
+# {"<slug>": {"<setting>": value}}; PORTAL_PLUGIN_SETTINGS_FILE names a file holding it.
+PORTAL_PLUGIN_SETTINGS = env_json_object("PORTAL_PLUGIN_SETTINGS")
+# Seconds all inference.before_generate hooks of one request may take together; past it
+# the request is refused (fail closed). Other hooks' time is only logged.
+PORTAL_PLUGIN_HOOK_TIMEOUT = env_float("PORTAL_PLUGIN_HOOK_TIMEOUT", 5.0, minimum=0.1, maximum=120.0)
+
+
+def _discover_plugins() -> Discovery:
+    try:
+        return discover(
+            PORTAL_PLUGINS,
+            portal_version=__version__,
+            plugin_settings=PORTAL_PLUGIN_SETTINGS,
+            disabled=PORTAL_PLUGINS_DISABLED,
+            use_entry_points=PORTAL_PLUGINS_ENTRY_POINTS,
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+PORTAL_PLUGIN_DISCOVERY = _discover_plugins()
+INSTALLED_APPS += PORTAL_PLUGIN_DISCOVERY.apps
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.audit.request_context.RequestIdMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -127,6 +168,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.ratelimits.RateLimitMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -254,6 +296,159 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
         "or the other (implicit TLS, usually port 465)."
     )
 
+
+# --- Company sign-in: OpenID Connect and LDAP (docs/sso.md) ----------------------------
+def _group_map(name: str) -> dict[str, list[str]]:
+    """Parse a group mapping: a JSON object of provider group -> portal group name(s)."""
+    mapping: dict[str, list[str]] = {}
+    for external, portal_groups in env_json_object(name).items():
+        names = [portal_groups] if isinstance(portal_groups, str) else portal_groups
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ImproperlyConfigured(
+                f"{name}: the value of {external!r} must be a portal group name or a list of them."
+            )
+        mapping[external] = [n.strip() for n in names]
+    return mapping
+
+
+def _oidc_providers() -> dict[str, dict[str, Any]]:
+    """Read each provider named in PORTAL_OIDC_PROVIDERS from its PORTAL_OIDC_<ID>_* variables."""
+    import re
+
+    providers: dict[str, dict[str, Any]] = {}
+    for provider_id in env_list("PORTAL_OIDC_PROVIDERS", []):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", provider_id):
+            raise ImproperlyConfigured(
+                f"PORTAL_OIDC_PROVIDERS: {provider_id!r} is not a provider id (lower-case letters, digits and -)."
+            )
+        prefix = f"PORTAL_OIDC_{provider_id.upper().replace('-', '_')}_"
+        server_url = env_url(prefix + "SERVER_URL", ("http", "https"))
+        client_id = env_str(prefix + "CLIENT_ID", "")
+        secret = env_secret(prefix + "CLIENT_SECRET")
+        missing = [
+            n for n, v in (("SERVER_URL", server_url), ("CLIENT_ID", client_id), ("CLIENT_SECRET", secret)) if not v
+        ]
+        if missing:
+            raise ImproperlyConfigured(
+                f"OpenID Connect provider {provider_id!r} needs {', '.join(prefix + n for n in missing)}."
+            )
+        providers[provider_id] = {
+            "name": env_str(prefix + "NAME", provider_id),
+            "server_url": server_url,
+            "client_id": client_id,
+            "secret": secret,
+            "scopes": env_list(prefix + "SCOPES", ["openid", "profile", "email"]),
+            "groups_claim": env_str(prefix + "GROUPS_CLAIM", "groups"),
+            "group_map": _group_map(prefix + "GROUP_MAP"),
+            "token_auth_method": env_choice(
+                prefix + "TOKEN_AUTH_METHOD", "auto", ("auto", "client_secret_basic", "client_secret_post")
+            ),
+            "pkce": env_bool(prefix + "PKCE", True),
+        }
+    return providers
+
+
+PORTAL_OIDC = _oidc_providers()
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "APPS": [
+            {
+                "provider_id": provider_id,
+                "name": config["name"],
+                "client_id": config["client_id"],
+                "secret": config["secret"],
+                "settings": {
+                    "server_url": config["server_url"],
+                    "oauth_pkce_enabled": config["pkce"],
+                    "scope": config["scopes"],
+                    **(
+                        {}
+                        if config["token_auth_method"] == "auto"  # noqa: S105 - a method name, no password
+                        else {"token_auth_method": config["token_auth_method"]}
+                    ),
+                },
+            }
+            for provider_id, config in PORTAL_OIDC.items()
+        ],
+    }
+}
+# The "Sign in with" buttons post to the portal, which redirects to the provider: browsers
+# apply the CSP's form-action to that redirect, so the providers' origins must be allowed.
+_OIDC_FORM_ORIGINS = "".join(
+    sorted({" " + "/".join(str(config["server_url"]).split("/")[:3]) for config in PORTAL_OIDC.values()})
+)
+SOCIALACCOUNT_ADAPTER = "accounts.oidc.PortalSocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+# The provider vouches for the address it marks verified: such a sign-in is matched to the
+# local account with that address (never an unverified one; see docs/sso.md).
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+
+PORTAL_LDAP_SERVER_URI = env_url("PORTAL_LDAP_SERVER_URI", ("ldap", "ldaps"))
+PORTAL_LDAP: dict[str, Any] = {}
+if PORTAL_LDAP_SERVER_URI:
+    _user_dn_template = env_str("PORTAL_LDAP_USER_DN_TEMPLATE", "")
+    _user_search_base = env_str("PORTAL_LDAP_USER_SEARCH_BASE", "")
+    if bool(_user_dn_template) == bool(_user_search_base):
+        raise ImproperlyConfigured(
+            "With PORTAL_LDAP_SERVER_URI, set exactly one of PORTAL_LDAP_USER_DN_TEMPLATE (direct bind, "
+            "e.g. uid=%(user)s,ou=people,dc=example,dc=org) and PORTAL_LDAP_USER_SEARCH_BASE (search, then bind)."
+        )
+    if _user_dn_template and "%(user)s" not in _user_dn_template:
+        raise ImproperlyConfigured("PORTAL_LDAP_USER_DN_TEMPLATE must contain %(user)s.")
+    _user_filter = env_str("PORTAL_LDAP_USER_FILTER", "(uid=%(user)s)")
+    if "%(user)s" not in _user_filter:
+        raise ImproperlyConfigured("PORTAL_LDAP_USER_FILTER must contain %(user)s, e.g. (sAMAccountName=%(user)s).")
+    _ca_file = env_str("PORTAL_LDAP_CA_FILE", "")
+    if _ca_file and not Path(_ca_file).is_file():
+        raise ImproperlyConfigured(f"PORTAL_LDAP_CA_FILE={_ca_file!r} is not a file.")
+    PORTAL_LDAP = {
+        "server_uri": PORTAL_LDAP_SERVER_URI,
+        "start_tls": env_bool("PORTAL_LDAP_START_TLS", False),
+        "ca_file": _ca_file,
+        "bind_dn": env_str("PORTAL_LDAP_BIND_DN", ""),
+        "bind_password": env_secret("PORTAL_LDAP_BIND_PASSWORD") or "",
+        "user_dn_template": _user_dn_template,
+        "user_search_base": _user_search_base,
+        "user_filter": _user_filter,
+        "group_search_base": env_str("PORTAL_LDAP_GROUP_SEARCH_BASE", ""),
+        "group_filter": env_str("PORTAL_LDAP_GROUP_FILTER", "(objectClass=groupOfNames)"),
+        "group_type": env_choice(
+            "PORTAL_LDAP_GROUP_TYPE",
+            "groupOfNames",
+            ("groupOfNames", "nestedGroupOfNames", "activeDirectory", "nestedActiveDirectory", "posixGroup"),
+        ),
+        "group_map": _group_map("PORTAL_LDAP_GROUP_MAP"),
+        "attributes": env_json_object("PORTAL_LDAP_USER_ATTRIBUTES")
+        or {"first_name": "givenName", "last_name": "sn", "email": "mail"},
+        "timeout": env_float("PORTAL_LDAP_TIMEOUT", 5.0, minimum=0.5, maximum=120.0),
+    }
+    if PORTAL_LDAP["start_tls"] and PORTAL_LDAP_SERVER_URI.startswith("ldaps://"):
+        raise ImproperlyConfigured("PORTAL_LDAP_START_TLS=true with an ldaps:// URI: use one of the two.")
+    AUTHENTICATION_BACKENDS.append("accounts.ldap_backend.PortalLDAPBackend")
+
+# The provider's groups replace the portal groups they can map to (default), or are only added.
+PORTAL_SSO_GROUP_SYNC = env_choice("PORTAL_SSO_GROUP_SYNC", "replace", ("replace", "add"))
+# Only people with at least one mapped group may sign in; a refused account is deactivated.
+PORTAL_SSO_REQUIRE_GROUP = env_bool("PORTAL_SSO_REQUIRE_GROUP", False)
+# Create an account at a first sign-in, or only match existing accounts by verified e-mail.
+PORTAL_SSO_CREATE_USERS = env_bool("PORTAL_SSO_CREATE_USERS", True)
+# Passwords stored in the portal: off only while a company sign-in is configured; the
+# break-glass users may still use theirs (so an admin gets in when the provider is down).
+PORTAL_LOCAL_LOGIN = env_bool("PORTAL_LOCAL_LOGIN", True)
+PORTAL_LOCAL_LOGIN_USERS = env_list("PORTAL_LOCAL_LOGIN_USERS", [])
+if not PORTAL_LOCAL_LOGIN:
+    if not PORTAL_OIDC and not PORTAL_LDAP:
+        raise ImproperlyConfigured(
+            "PORTAL_LOCAL_LOGIN=false needs a company sign-in (PORTAL_OIDC_PROVIDERS or PORTAL_LDAP_SERVER_URI), "
+            "or nobody could sign in."
+        )
+    AUTHENTICATION_BACKENDS[:2] = ["accounts.backends.LocalPasswordBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
@@ -305,14 +500,19 @@ PORTAL_CSP = env_str(
     "PORTAL_CSP",
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
-    "form-action 'self'; frame-ancestors 'none'",
+    f"form-action 'self'{_OIDC_FORM_ORIGINS}; frame-ancestors 'none'",
 )
 
+# Structured JSON lines (with the request id, passed through the audit redactors), or plain text.
+LOG_FORMAT = env_choice("PORTAL_LOG_FORMAT", "json", ("json", "plain"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "portal.audit.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {
         "handlers": ["console"],
         "level": env_choice("PORTAL_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -343,6 +543,12 @@ ENGINE_METRICS_INTERVAL = env_float("PORTAL_ENGINE_METRICS_INTERVAL", 5.0, minim
 ENGINE_METRICS_RETENTION = env_int("PORTAL_ENGINE_METRICS_RETENTION", 3600, minimum=60)
 # /readyz: also require at least one ready engine (off: a loading engine keeps the web "ready").
 ENGINE_REQUIRED_FOR_READY = env_bool("PORTAL_ENGINE_REQUIRED_FOR_READY", False)
+# External engines (registered by address, not started by the portal; docs/scale.md).
+# Hosts an external engine may be registered at: host names, *.domain, IP networks; empty: any.
+EXTERNAL_ENGINE_ALLOWED = env_host_patterns("PORTAL_EXTERNAL_ENGINE_ALLOWED")
+# How often the supervisor probes each external engine, and how long one request may take.
+EXTERNAL_ENGINE_PROBE_SECONDS = env_float("PORTAL_EXTERNAL_ENGINE_PROBE_SECONDS", 5.0, minimum=0.5, maximum=300.0)
+EXTERNAL_ENGINE_PROBE_TIMEOUT = env_float("PORTAL_EXTERNAL_ENGINE_PROBE_TIMEOUT", 5.0, minimum=0.5, maximum=60.0)
 
 # --- Chat (chat app) -------------------------------------------------------------------
 # Longest chat message and system prompt, in characters; longer ones are refused, not cut.
@@ -361,6 +567,43 @@ GENERATION_MAX_TOKENS_DEFAULT = env_int(
     "PORTAL_MAX_TOKENS_DEFAULT", min(1024, GENERATION_MAX_TOKENS_LIMIT), minimum=1, maximum=GENERATION_MAX_TOKENS_LIMIT
 )
 
+# --- Quotas (accounts/policies.py, accounts/ledger.py) -----------------------------------
+# The site default policy: what a user in no group with a policy (and no override) gets.
+# Unset means unlimited; PORTAL_DEFAULT_POLICY_MODELS empty means every served model.
+DEFAULT_POLICY = {
+    "model_names": env_list("PORTAL_DEFAULT_POLICY_MODELS", []),
+    "tokens_per_day": env_optional_int("PORTAL_DEFAULT_POLICY_TOKENS_PER_DAY", minimum=0, maximum=10**12),
+    "tokens_per_month": env_optional_int("PORTAL_DEFAULT_POLICY_TOKENS_PER_MONTH", minimum=0, maximum=10**12),
+    "requests_per_day": env_optional_int("PORTAL_DEFAULT_POLICY_REQUESTS_PER_DAY", minimum=0, maximum=10**9),
+    "requests_per_minute": env_optional_int("PORTAL_DEFAULT_POLICY_REQUESTS_PER_MINUTE", minimum=0, maximum=10**9),
+    "concurrent_answers": env_optional_int("PORTAL_DEFAULT_POLICY_CONCURRENT_ANSWERS", minimum=1, maximum=10_000),
+    "max_tokens_per_answer": env_optional_int("PORTAL_DEFAULT_POLICY_MAX_TOKENS_PER_ANSWER", minimum=1),
+    "max_prompt_tokens": env_optional_int("PORTAL_DEFAULT_POLICY_MAX_PROMPT_TOKENS", minimum=1),
+    "priority": env_optional_int("PORTAL_DEFAULT_POLICY_PRIORITY", minimum=-1_000_000, maximum=1_000_000),
+}
+# Seconds to wait for an engine's /tokenize before counting the prompt by its upper bound.
+TOKENIZE_TIMEOUT = env_float("PORTAL_TOKENIZE_TIMEOUT", 2.0, minimum=0.1, maximum=30.0)
+# django-ratelimit on the portal's own HTTP views: per user, per IP for anonymous requests.
+HTTP_RATE_LIMIT = env_str("PORTAL_HTTP_RATE_LIMIT", "300/m")
+if not re.fullmatch(r"[1-9][0-9]*/[1-9]?[0-9]*[smhd]", HTTP_RATE_LIMIT):
+    raise ImproperlyConfigured(
+        f"PORTAL_HTTP_RATE_LIMIT={HTTP_RATE_LIMIT!r} is not a rate: use requests/period, e.g. 300/m or 20/10s."
+    )
+RATELIMIT_USE_CACHE = "default"
+
 # --- OpenAI-compatible API (inference/api/, docs/api.md) -----------------------------------
 # Bodies above this many bytes are refused with 413 before they are parsed.
 API_MAX_BODY_BYTES = env_int("PORTAL_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+
+# --- Audit trail (portal/audit, docs/audit.md) ------------------------------------------
+# Audit events older than this many days are pruned by `manage.py audit retention`; 0 keeps them.
+AUDIT_RETENTION_DAYS = env_int("PORTAL_AUDIT_RETENTION_DAYS", 0, minimum=0)
+# PostgreSQL: commit transactions that write an event without waiting for the WAL flush
+# (SET LOCAL synchronous_commit = off). The chain head is locked until commit, so this is
+# what lets many writers through; a database crash can then lose the last moments of
+# committed transactions, each with its event (never one without the other). docs/audit.md.
+AUDIT_SYNCHRONOUS_COMMIT = env_bool("PORTAL_AUDIT_SYNCHRONOUS_COMMIT", True)
+# Keep redacted prompt and answer text with generation events for this many days; 0 keeps none.
+AUDIT_CONTENT_DAYS = env_int("PORTAL_AUDIT_CONTENT_DAYS", 0, minimum=0)
+# The auditor pages' chain banner re-verifies the whole trail at most this often (seconds).
+AUDIT_VERIFY_CACHE_SECONDS = env_int("PORTAL_AUDIT_VERIFY_CACHE_SECONDS", 60, minimum=0, maximum=86400)

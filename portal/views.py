@@ -5,24 +5,18 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from portal import health, metrics
+from portal import dashboard, health, metrics
 from portal.access import has_role
 from portal.metrics_access import metrics_access
-from portal.registry import registry
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """The home page: the apps' widgets (the accounts app's role line, ...) and the user's pages."""
-    widgets = [
-        render_to_string(widget.template, widget.context(request), request=request)
-        for widget in sorted(registry["dashboard_widgets"], key=lambda widget: widget.order)
-    ]
-    return render(request, "portal/home.html", {"widgets": widgets})
+    """The home page: a dashboard of the apps' and plugins' widgets the user may see."""
+    return render(request, "portal/home.html", {"widgets": dashboard.render_widgets(request)})
 
 
 @login_not_required

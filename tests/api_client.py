@@ -50,10 +50,11 @@ class LedgerSpy:
     settled: list[Any] = field(default_factory=list)
     refuse: GenerationRejected | None = None
 
-    def reserve(self, prepared: Any) -> None:
+    def reserve(self, prepared: Any, policy: Any) -> Any:
         if self.refuse is not None:
             raise self.refuse
         self.reserved.append(prepared)
+        return prepared
 
     def settle(self, prepared: Any, outcome: Any) -> int | None:
         self.settled.append((prepared, outcome))

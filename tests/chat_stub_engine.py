@@ -37,6 +37,8 @@ class StubEngine:
     def __init__(self) -> None:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
+        self.tokenized: list[dict[str, Any]] = []
+        self.tokenize_fails = False
         self.closed_early = threading.Event()
         self.finished = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -63,6 +65,9 @@ class StubEngine:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                if self.path == "/tokenize":
+                    stub._tokenize(self, body)
+                    return
                 if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                     self.send_error(401)
                     return
@@ -76,6 +81,20 @@ class StubEngine:
                     stub.closed_early.set()
 
         return Handler
+
+    def _tokenize(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """Answer /tokenize as vLLM does, counting one token per word plus 4 per message."""
+        self.tokenized.append(body)
+        if self.tokenize_fails:
+            handler.send_error(500)
+            return
+        count = sum(len(str(message.get("content", "")).split()) + 4 for message in body.get("messages", []))
+        payload = json.dumps({"count": count, "max_model_len": 2048, "tokens": list(range(count))}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
 
     def _play(self, out: Any, connection: socket.socket, body: dict[str, Any]) -> None:
         script = self.script

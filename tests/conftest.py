@@ -62,3 +62,9 @@ def client_for() -> Callable[[Any], Client]:
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def http_rate_limit_out_of_the_way(settings: Any) -> None:
+    """Most tests make many requests a minute as one user; tests of rate limits set their own limit."""
+    settings.HTTP_RATE_LIMIT = "1000000/m"

@@ -49,8 +49,12 @@ class RecordingSink:
 
 
 async def prepared_for(user: Any, **params: Any) -> Any:
-    sampling = parse_sampling(params, user)
-    return await database_sync_to_async(prepare)(user.pk, [{"role": "user", "content": "hi"}], sampling, source="test")
+    def prepared() -> Any:
+        # parse_sampling reads the user's policy (max tokens per answer): the database again.
+        sampling = parse_sampling(params, user)
+        return prepare(user.pk, [{"role": "user", "content": "hi"}], sampling, source="chat")
+
+    return await database_sync_to_async(prepared)()
 
 
 async def test_text_that_arrives_while_a_frame_is_being_sent_is_not_lost(alice, stub):

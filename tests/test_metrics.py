@@ -106,7 +106,7 @@ def test_a_short_token_is_refused_at_start_up() -> None:
 async def test_the_counters_move_after_a_generation(alice: Any, stub: Any, token: str) -> None:
     model = "stub-model"
     before = await database_sync_to_async(scrape)()
-    sampling = parse_sampling({}, alice)
+    sampling = await database_sync_to_async(parse_sampling)({}, alice)  # reads the policy
     prepared = await database_sync_to_async(prepare)(
         alice.pk, [{"role": "user", "content": "hi"}], sampling, source="chat"
     )
@@ -211,7 +211,7 @@ async def test_the_real_engines_figures_and_a_real_generation_show_up(
 ) -> None:
     config = await database_sync_to_async(engine_stack.register_in_test_db)()
     before = await database_sync_to_async(scrape)()
-    sampling = parse_sampling({"temperature": 0, "max_tokens": 8}, alice)
+    sampling = await database_sync_to_async(parse_sampling)({"temperature": 0, "max_tokens": 8}, alice)
     messages = [{"role": "user", "content": "Say hello."}]
     prepared = await database_sync_to_async(prepare)(alice.pk, messages, sampling, source="chat")
     outcome = await Generation(prepared, RecordingSink()).run()

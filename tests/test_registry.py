@@ -35,6 +35,7 @@ def test_the_registry_has_every_documented_key():
         "redactors",
         "plugins",
         "role_checks",
+        "sso_checks",
     }
 
 
@@ -180,7 +181,7 @@ def test_a_temporary_hook_is_gone_after_its_block_even_when_it_raises():
 
 
 def test_an_unknown_hook_name_has_no_hooks():
-    assert hooks.get_hooks("inference.before_generate") == []
+    assert hooks.get_hooks("nobody.registers.this") == []
 
 
 def test_a_hook_is_registered_in_ready_not_later():

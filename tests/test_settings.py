@@ -152,9 +152,24 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
         tmp_path=tmp_path,
         PORTAL_ENV="production",
         PORTAL_ALLOWED_HOSTS="portal.example.com",
+        # Production needs a shared cache (the check connects to nothing).
+        REDIS_URL="redis://127.0.0.1:6379/0",
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_with_a_cache_that_is_not_shared_fails_the_check(tmp_path):
+    result = run_manage("check", tmp_path=tmp_path, PORTAL_ENV="production", PORTAL_ALLOWED_HOSTS="portal.example.com")
+    assert result.returncode != 0
+    assert "accounts.E001" in result.stderr
+    assert "REDIS_URL" in result.stderr
+
+
+def test_a_malformed_http_rate_limit_is_refused_at_start(tmp_path):
+    result = run_manage("check", tmp_path=tmp_path, PORTAL_HTTP_RATE_LIMIT="many")
+    assert result.returncode != 0
+    assert "PORTAL_HTTP_RATE_LIMIT='many' is not a rate" in result.stderr
 
 
 def test_production_without_allowed_hosts_is_refused(tmp_path):

@@ -22,8 +22,10 @@ from django.db.models import Min
 
 from accounts import api_keys
 from accounts.models import ApiKey
+from accounts.policies import served_model_names
 from inference.api.errors import NOT_FOUND, PERMISSION, ApiError, engine_failure, from_rejection
 from inference.api.requests import CompletionRequest
+from inference.audit_events import record_refusal
 from inference.generation import STOP_DETACHED, Frame, Generation, Outcome, Prepared, prepare
 from inference.models import EngineConfig
 from inference.rejections import GenerationRejected
@@ -44,11 +46,13 @@ def list_models(key: ApiKey) -> dict[str, Any]:
         .annotate(first=Min("created_at"))
         .values_list("served_model_name", "first")
     )
+    # A model only an external engine lists (or pins second) has no config named for it.
+    engines = dict(EngineConfig.objects.values_list("name", "created_at"))
     data = [
         {
             "id": choice["model"],
             "object": "model",
-            "created": int(created[choice["model"]].timestamp()),
+            "created": int((created.get(choice["model"]) or engines[choice["engine"]]).timestamp()),
             "owned_by": OWNER,
         }
         for choice in model_choices()
@@ -66,7 +70,7 @@ def admit(key: ApiKey, completion: CompletionRequest) -> Prepared:
     """
     model = completion.sampling.model or ""
     if not api_keys.allows_model(key, model):
-        if model not in api_keys.served_model_names():
+        if model not in served_model_names():
             raise ApiError(
                 404, f"no engine serves the model {model!r}", type=NOT_FOUND, param="model", code="model_not_found"
             )
@@ -87,6 +91,8 @@ def admit(key: ApiKey, completion: CompletionRequest) -> Prepared:
             engine_params=completion.engine_params,
         )
     except GenerationRejected as exc:
+        # prepare() ran in no outer transaction here, so the refusal's event stands on its own.
+        record_refusal(key.owner_id, SOURCE, completion.sampling.model, exc)
         raise from_rejection(exc) from None
 
 

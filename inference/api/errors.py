@@ -31,6 +31,9 @@ _REJECTION_STATUS = {
     "empty_content": (400, INVALID_REQUEST),
     "content_too_long": (400, INVALID_REQUEST),
     "model_not_allowed": (403, PERMISSION),
+    # A plugin's prompt check refused (its message says why), or failed or timed out (fail closed).
+    "refused_by_plugin": (403, PERMISSION),
+    "plugin_failed": (503, UNAVAILABLE),
     "quota_exceeded": (429, RATE_LIMIT),
     "rate_limited": (429, RATE_LIMIT),
     "too_many_answers": (429, RATE_LIMIT),

@@ -66,7 +66,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
     try:
         _method(request, "POST")
         key = await _key(request)
-        completion = parse_completion(parse_json(_body(request)), key.owner)
+        # In a thread: the parameters' ranges depend on the owner's policy (max tokens per answer).
+        completion = await sync_to_async(parse_completion)(parse_json(_body(request)), key.owner)
         prepared = await sync_to_async(completions.admit)(key, completion)
     except ApiError as exc:
         return exc.response()

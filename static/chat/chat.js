@@ -317,7 +317,8 @@
   }
 
   function onStart(frame) {
-    showNotice("");
+    // What the portal's checks changed in the question (e.g. masked personal data), or nothing.
+    showNotice((frame.notices || []).join(" "), "info");
     if (!state.current || state.current.id !== frame.conversation) {
       if (frame.created) {
         sidebar.add({ id: frame.conversation, title: frame.title });
@@ -376,6 +377,8 @@
     if (frame.code === "engine_unavailable") {
       showNotice(`The model is not ready: ${frame.message}. Your message was not sent; try again when it is ready.`, "warn");
       refreshModels();
+    } else if (window.PortalRefusal.isRefusal(frame)) {
+      showNotice(window.PortalRefusal.sentence(frame, Date.now()), "warn");
     } else {
       showNotice(frame.message, "error");
     }
@@ -457,6 +460,36 @@
     root.classList.toggle("sidebar-open");
   });
   $("cancel-edit").addEventListener("click", function () { cancelEdit(); ui.prompt.value = ""; });
+
+  // --- plugins' composer actions (chat.composer_actions, docs/plugins.md) -------------------
+
+  // What a plugin's module gets: the composer's text and a place to tell the user something.
+  const composer = {
+    element: $("composer"),
+    csrfToken: root.dataset.csrf,
+    getText: () => ui.prompt.value,
+    setText: function (text) { ui.prompt.value = text; ui.prompt.focus(); },
+    insertText: function (text) {
+      const start = ui.prompt.selectionStart ?? ui.prompt.value.length;
+      const end = ui.prompt.selectionEnd ?? start;
+      ui.prompt.setRangeText(text, start, end, "end");
+      ui.prompt.focus();
+    },
+    focus: () => ui.prompt.focus(),
+    notify: (text, kind) => showNotice(text, kind),
+  };
+
+  JSON.parse($("composer-actions").textContent).forEach(function (action) {
+    $(action.id).addEventListener("click", function () {
+      // A module from /static/: the CSP (script-src 'self') allows it, and nothing inline runs.
+      import(action.module).then(function (module) {
+        return module.run(composer, action);
+      }).catch(function (error) {
+        console.error(error);
+        showNotice(`${action.label} failed to start.`, "error");
+      });
+    });
+  });
 
   // --- start ----------------------------------------------------------------------------
 

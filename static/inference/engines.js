@@ -6,7 +6,8 @@
   if (!root) return;
   const statusUrl = root.dataset.statusUrl;
   const metricsUrl = root.dataset.metricsUrl;
-  const STATE_CLASSES = ["ready", "loading", "starting", "stopping", "stopped", "crashed", "crash_loop"];
+  const STATE_CLASSES = ["ready", "loading", "starting", "stopping", "stopped", "crashed", "crash_loop",
+    "unreachable", "unauthorized", "incompatible", "tls_error", "degraded"];
 
   function setText(card, field, value) {
     card.querySelectorAll('[data-field="' + field + '"]').forEach(function (node) {
@@ -24,6 +25,11 @@
       badge.textContent = engine.state;
     }
     setText(card, "message", engine.message);
+    const detail = card.querySelector('[data-field="detail"]');
+    if (detail) {
+      detail.hidden = !engine.detail;
+      detail.textContent = engine.detail || "";
+    }
     setText(card, "desired", engine.desired);
     setText(card, "pid", engine.pid);
     setText(card, "supervisor", engine.supervisor || "not running");

@@ -1,4 +1,8 @@
-"""Delete conversations older than the retention period (schedule it, e.g. daily from cron)."""
+"""Delete conversations older than the retention period (schedule it, e.g. daily from cron).
+
+``manage.py audit retention`` runs this and every other retention; this command stays for
+conversations alone. Either run is an audit event.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chat.conversations import purge_older_than
+from portal.audit.retention import RETENTION_RUN
+from portal.audit.trail import record
 
 
 class Command(BaseCommand):
@@ -24,4 +30,5 @@ class Command(BaseCommand):
             self.stdout.write("Retention is off (PORTAL_CHAT_RETENTION_DAYS=0): nothing deleted.")
             return
         deleted = purge_older_than(days)
+        record(RETENTION_RUN, data={"deleted": {"conversations": deleted}, "days": days})
         self.stdout.write(f"Deleted {deleted} conversation(s) not updated for {days} day(s).")

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.doctor import FAIL, OK, WARN, run_checks
+from portal.doctor import FAIL, OK, WARN, run_checks, run_sso_checks
 
 
 class Command(BaseCommand):
@@ -19,9 +19,15 @@ class Command(BaseCommand):
             "--url", help="the address people open (e.g. https://portal.example.com) to test WebSockets"
         )
         parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+        parser.add_argument(
+            "--sso", action="store_true", help="check the company sign-in (OpenID Connect, LDAP) instead"
+        )
+        parser.add_argument("--user", help="with --sso: look this user up in LDAP and show the groups it maps to")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        findings = run_checks(options["url"])
+        if options["user"] and not options["sso"]:
+            raise CommandError("--user goes with --sso.")
+        findings = run_sso_checks(options["user"]) if options["sso"] else run_checks(options["url"])
         if options["json"]:
             self.stdout.write(json.dumps([asdict(finding) for finding in findings], indent=2))
         else:

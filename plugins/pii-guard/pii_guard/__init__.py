@@ -1,0 +1,1 @@
+"""pii-guard: keeps personal data in prompts from reaching the model, a plugin of the LLM portal."""

@@ -1,0 +1,1 @@
+"""prompt-library: team-shared prompt templates with variables, a plugin of the LLM portal."""
