@@ -85,7 +85,12 @@ def chart(result: dict[str, Any], path: Path) -> None:
 def results_section(result: dict[str, Any]) -> str:
     """The generated part of the page: machine, settings, tables, the chart and the extras."""
     machine, settings = result["machine"], result["settings"]
-    extras = "\n".join(f"- `{name}`: `{value}`" for name, value in result.get("extra", {}).items())
+    extras = "\n\n".join(
+        f"`bench/{name}.py` ({value['status']}):\n\n```\n{value['output']}\n```"
+        if value.get("output")
+        else f"`bench/{name}.py`: {value['status']}"
+        for name, value in result.get("extra", {}).items()
+    )
     return "\n".join([
         START,
         f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores, {machine['memory_gib']} GiB), "

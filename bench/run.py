@@ -42,6 +42,7 @@ QUESTION = (
     "Describe the sea, the weather, the village and every person in it. Do not stop early."
 )
 EXTRA_BENCHMARKS = ("admission", "audit")
+EXTRA_TIMEOUT = 900
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -57,6 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--docs", type=Path, default=report.DOCS / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true", help="write the JSON only (smoke runs)")
+    parser.add_argument("--extras-only", action="store_true", help="rerun only admission/audit into the last results")
     args = parser.parse_args(argv)
     args.concurrency = [int(value) for value in args.concurrency.split(",") if value.strip()]
     args.modes = [value for value in args.modes.split(",") if value.strip()]
@@ -138,22 +140,27 @@ def machine() -> dict[str, Any]:
     }
 
 
-def extra_benchmarks(env: dict[str, str]) -> dict[str, Any]:
-    """Run ``bench/<name>.py`` of the quota and audit work when present: ``python -m bench.<name> --json``.
+def extra_benchmarks() -> dict[str, Any]:
+    """Run the quota and audit benchmarks (``bench/admission.py``, ``bench/audit.py``) when present.
 
-    Each prints one JSON object on its last line; a missing module is reported as such.
+    Each prints its figures as text; they need PostgreSQL (``DATABASE_URL``) and make their own
+    database, so they run with the caller's environment. Returns name → status and output.
     """
     found: dict[str, Any] = {}
     for name in EXTRA_BENCHMARKS:
-        if not (Path(__file__).parent / f"{name}.py").exists():
-            found[name] = {"status": "not present (bench/" + name + ".py is on a branch not merged yet)"}
+        script = Path(__file__).parent / f"{name}.py"
+        if not script.exists():
+            found[name] = {"status": "not present", "output": ""}
             continue
-        result = subprocess.run([sys.executable, "-m", f"bench.{name}", "--json"], cwd=BASE_DIR,
-                                env=env, capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
         try:
-            found[name] = json.loads(result.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            found[name] = {"status": f"failed ({result.returncode})", "stderr": result.stderr[-2000:]}
+            result = subprocess.run([sys.executable, str(script)], cwd=BASE_DIR, capture_output=True, text=True,
+                                    timeout=EXTRA_TIMEOUT, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            found[name] = {"status": f"timed out after {EXTRA_TIMEOUT} s", "output": ""}
+            continue
+        status = "ok" if result.returncode == 0 else f"failed ({result.returncode})"
+        found[name] = {"status": status, "output": (result.stdout + result.stderr[-1500:]).strip()}
+        print(f"{name}: {status}\n{found[name]['output']}", flush=True)
     return found
 
 
@@ -164,6 +171,12 @@ def save(path: Path, result: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.extras_only:
+        result = json.loads(args.out.read_text())
+        result["extra"] = extra_benchmarks()
+        save(args.out, result)
+        report.write(result, args.docs)
+        return
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
         stack = portal_stack.build(Path(tmp), max_num_seqs=max(max(args.concurrency), 8))
         try:
@@ -176,10 +189,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             save(args.out, {"machine": machine(), "rows": rows, "relay": [], "extra": {}, "partial": True})
             stack.stop_supervisor()  # the relay ceiling needs the cores the engine was using
             relay_rows = relay.measure(stack, web_url, web_process.pid, args.relay_streams, args.relay_tokens)
-            extras = extra_benchmarks(stack.env)
         finally:
             stack.teardown()
             stack.database.drop()
+    extras = extra_benchmarks()
     result = {"machine": machine(), "settings": {key: str(value) if isinstance(value, Path) else value
                                                  for key, value in vars(args).items()},
               "question": QUESTION, "rows": rows, "relay": relay_rows, "extra": extras}  # fmt: skip

@@ -50,7 +50,7 @@ def test_the_report_has_the_tables_and_the_chart(tmp_path: Path) -> None:
         "settings": {"rounds": 1, "per_stream": 1, "max_tokens": 8, "relay_tokens": 30},
         "rows": rows,
         "relay": [],
-        "extra": {"admission": {"status": "not present"}},
+        "extra": {"admission": {"status": "ok", "output": "p50 1 ms"}},
     }
     page = tmp_path / "benchmarks.md"
     page.write_text(f"# Benchmarks\n\nprose\n\n{report.START}\nold\n{report.END}\n\nmore prose\n")
@@ -60,6 +60,7 @@ def test_the_report_has_the_tables_and_the_chart(tmp_path: Path) -> None:
     assert text.endswith("\n\nmore prose\n")
     assert "old" not in text
     assert "| ws | 1 | 49.0 |" in text
+    assert "p50 1 ms" in text
     assert (tmp_path / report.CHART).stat().st_size > 1000
 
 

@@ -52,7 +52,7 @@ def engine_sending(body: bytes, read_size: int, monkeypatch: pytest.MonkeyPatch)
                 yield read
 
     transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Stream()))
-    monkeypatch.setattr(engine_client, "_client", lambda: httpx.AsyncClient(transport=transport))
+    monkeypatch.setattr(engine_client, "_client", lambda *args, **kwargs: httpx.AsyncClient(transport=transport))
 
 
 async def collect() -> list[engine_client.ChatDelta]:
