@@ -56,6 +56,13 @@ run: deps plugins node engine
 test: dev-deps plugins node engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks (kept out of `make test`): the portal against direct vLLM, then the relay ceiling.
+# `make bench BENCH_CONCURRENCY=1,8 BENCH_ROUNDS=2`; see docs/benchmarks.md.
+BENCH_CONCURRENCY ?= 1,8,32
+BENCH_ROUNDS ?= 3
+bench: dev-deps plugins engine
+	$(PY) -m bench.run --concurrency $(BENCH_CONCURRENCY) --rounds $(BENCH_ROUNDS) $(BENCH_ARGS)
+
 lint: dev-deps plugins
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

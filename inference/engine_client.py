@@ -195,15 +195,19 @@ async def stream_chat(request: ChatRequest, target: EngineTarget) -> AsyncIterat
 async def _read_stream(
     response: httpx.Response, target: EngineTarget, first_token_timeout: float
 ) -> AsyncIterator[ChatDelta]:
-    lines = response.aiter_lines()
+    # The hot path of every relayed token. Reads are bytes as they come off the socket (one
+    # timeout per read, not per line: vLLM sends several events per read under load), split
+    # into lines here; no text decoding of the whole stream, only json.loads of each event.
+    reads = response.aiter_bytes()
     loop = asyncio.get_running_loop()
     first_deadline = loop.time() + first_token_timeout
     got_token = False
+    partial = b""
     while True:
         wait = settings.ENGINE_CHUNK_TIMEOUT if got_token else max(0.0, first_deadline - loop.time())
         try:
             async with asyncio.timeout(wait):
-                line = await anext(lines)
+                read = await anext(reads)
         except StopAsyncIteration:
             raise EngineError(
                 "engine_disconnected", f"the engine {target.name} ended the stream before the answer was complete"
@@ -213,22 +217,30 @@ async def _read_stream(
             raise EngineError("engine_timeout", f"the engine {target.name} stalled {what}") from None
         except httpx.HTTPError as exc:
             raise EngineError("engine_disconnected", f"the engine {target.name} dropped the stream") from exc
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            continue
-        if isinstance(chunk, dict) and "error" in chunk:
-            error = chunk["error"]
-            message = str(error.get("message") if isinstance(error, dict) else error)
-            raise EngineError("engine_error", message, status=error.get("code") if isinstance(error, dict) else None)
-        delta = _delta(chunk)
-        if delta is None:
-            continue
-        if delta.content or delta.reasoning:
-            got_token = True
-        yield delta
+        lines = (partial + read).split(b"\n")
+        partial = lines.pop()  # an event cut off by this read (maybe mid-character) waits for the next
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            delta = _event(data, target)
+            if delta is None:
+                continue
+            if delta.content or delta.reasoning:
+                got_token = True
+            yield delta
+
+
+def _event(data: bytes, target: EngineTarget) -> ChatDelta | None:
+    """One SSE ``data:`` payload as a delta (None when it carries nothing); raise an engine error."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(chunk, dict) and "error" in chunk:
+        error = chunk["error"]
+        message = str(error.get("message") if isinstance(error, dict) else error)
+        raise EngineError("engine_error", message, status=error.get("code") if isinstance(error, dict) else None)
+    return _delta(chunk) if isinstance(chunk, dict) else None

@@ -239,7 +239,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
+            # channels-redis drops a message to a channel holding `capacity` (default 100) unread
+            # ones; at 64 chat streams on one web process (bench/relay.py) that lost `done`
+            # frames. A socket's frames are small and expire after 60 s, so allow far more.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX, "capacity": 2000},
         }
     }
 else:

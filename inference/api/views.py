@@ -9,6 +9,7 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -70,6 +71,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
         prepared = await sync_to_async(completions.admit)(key, completion)
     except ApiError as exc:
         return exc.response()
+    # The answer may stream for minutes; the database connection this request's thread opened
+    # would be held until it ends (PostgreSQL refused new clients at 256 streams, bench/relay.py).
+    await sync_to_async(close_old_connections)()
     running = completions.launch(prepared, completion)
     if completion.stream:
         response = StreamingHttpResponse(running.events(), content_type="text/event-stream")
