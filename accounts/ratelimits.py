@@ -73,13 +73,17 @@ def _refusal(request: HttpRequest, usage: dict[str, Any]) -> HttpResponse:
 
 @register("accounts")
 def check_shared_cache(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    """Production needs a cache every web process shares, or rate limits multiply per process."""
+    """Production with several web processes needs a cache they share, or rate limits multiply.
+
+    One declared web process (``PORTAL_WEB_PROCESSES``, default 1) shares its in-memory cache
+    with itself; ``doctor`` also counts the Daphnes actually running.
+    """
     backend = settings.CACHES.get("default", {}).get("BACKEND", "")
-    if settings.PRODUCTION and backend not in SHARED_CACHES:
+    if settings.PRODUCTION and settings.PORTAL_WEB_PROCESSES > 1 and backend not in SHARED_CACHES:
         return [
             Error(
                 f"The cache ({backend}) is not shared between web processes, so rate limits would count per process.",
-                hint="Set REDIS_URL (or PORTAL_CACHE_URL) in production.",
+                hint="Set REDIS_URL (or PORTAL_CACHE_URL) when PORTAL_WEB_PROCESSES is above 1.",
                 id="accounts.E001",
             )
         ]

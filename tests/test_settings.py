@@ -159,11 +159,15 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
     assert "no issues" in result.stdout
 
 
-def test_production_with_a_cache_that_is_not_shared_fails_the_check(tmp_path):
-    result = run_manage("check", tmp_path=tmp_path, PORTAL_ENV="production", PORTAL_ALLOWED_HOSTS="portal.example.com")
+def test_production_with_several_web_processes_and_a_cache_that_is_not_shared_fails_the_check(tmp_path):
+    production = {"PORTAL_ENV": "production", "PORTAL_ALLOWED_HOSTS": "portal.example.com"}
+    result = run_manage("check", tmp_path=tmp_path, PORTAL_WEB_PROCESSES="3", **production)
     assert result.returncode != 0
     assert "accounts.E001" in result.stderr
     assert "REDIS_URL" in result.stderr
+    # One web process shares its in-memory cache with itself.
+    single = run_manage("check", tmp_path=tmp_path, **production)
+    assert single.returncode == 0, single.stderr
 
 
 def test_a_malformed_http_rate_limit_is_refused_at_start(tmp_path):
