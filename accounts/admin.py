@@ -22,6 +22,7 @@ from django.urls import URLPattern, path, reverse
 from accounts import api_keys, ledger, usage
 from accounts.models import Adjustment, ApiKey, DailyUsage, GroupPolicy, Policy, Reservation, UserPolicy
 from accounts.policies import LIMIT_FIELDS, describe, from_policy, record_quota_change, served_model_names
+from portal.read_only_admin import ReadOnlyAdmin
 
 
 class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -87,19 +88,6 @@ class UserPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["user", "policy"]
     search_fields = ["user__username"]
     autocomplete_fields = ["user"]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Rows only the ledger writes."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Reservation)

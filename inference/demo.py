@@ -13,6 +13,7 @@ import shlex
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -100,6 +101,23 @@ def free_port(start: int = FIRST_PORT) -> int:
                 continue
         return port
     raise DemoUnavailable(f"No free port between {start} and {start + 999}.")
+
+
+def add_cpu_engine_arguments(parser: Any, *, default_name: str, model_files: str) -> None:
+    """Add the options of a command that prepares a small CPU model and an engine for it."""
+    parser.add_argument("--models-dir", type=Path, default=None, help="where to keep the model")
+    parser.add_argument("--name", default=default_name, help="name of the engine to create")
+    parser.add_argument("--port", type=int, default=None, help="engine port (default: first free from 8100)")
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--max-num-seqs", type=int, default=8)
+    parser.add_argument("--cpu-kv-cache-gib", type=int, default=1)
+    parser.add_argument("--no-engine", action="store_true", help=f"only {model_files}")
+
+
+def cpu_engine_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The engine settings among a command's options (see :func:`add_cpu_engine_arguments`)."""
+    names = ("name", "port", "max_model_len", "max_num_seqs", "cpu_kv_cache_gib")
+    return {name: options[name] for name in names}
 
 
 def create_demo_engine(

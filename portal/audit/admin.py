@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
 
 from portal.audit.models import Event
-
-if TYPE_CHECKING:
-    EventAdminBase = admin.ModelAdmin[Event]
-else:
-    EventAdminBase = admin.ModelAdmin
+from portal.read_only_admin import ReadOnlyAdmin
 
 
 @admin.register(Event)
-class EventAdmin(EventAdminBase):
+class EventAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "action", "actor_name", "target", "outcome", "model"]
     list_filter = ["action", "outcome", "channel"]
     search_fields = ["actor_name", "target", "request_id"]
@@ -24,12 +20,3 @@ class EventAdmin(EventAdminBase):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in Event._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

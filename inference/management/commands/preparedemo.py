@@ -13,7 +13,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.demo import DEMO_FOLDER, DemoUnavailable, create_demo_engine, prepare_demo_model
+from inference.demo import (
+    DEMO_FOLDER,
+    DemoUnavailable,
+    add_cpu_engine_arguments,
+    cpu_engine_options,
+    create_demo_engine,
+    prepare_demo_model,
+)
 from inference.models import EngineConfig
 
 
@@ -24,13 +31,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--models-dir", type=Path, default=None, help="where to keep the prepared model")
-        parser.add_argument("--name", default="demo", help="name of the engine to create")
-        parser.add_argument("--port", type=int, default=None, help="engine port (default: first free from 8100)")
-        parser.add_argument("--max-model-len", type=int, default=4096)
-        parser.add_argument("--max-num-seqs", type=int, default=8)
-        parser.add_argument("--cpu-kv-cache-gib", type=int, default=1)
-        parser.add_argument("--no-engine", action="store_true", help="only prepare the model files")
+        add_cpu_engine_arguments(parser, default_name="demo", model_files="prepare the model files")
 
     def handle(self, *args: Any, **options: Any) -> None:
         wants_engine = not options["no_engine"]
@@ -45,14 +46,7 @@ class Command(BaseCommand):
         if not wants_engine or EngineConfig.objects.filter(name=options["name"]).exists():
             return
         try:
-            config = create_demo_engine(
-                path,
-                name=options["name"],
-                port=options["port"],
-                max_model_len=options["max_model_len"],
-                max_num_seqs=options["max_num_seqs"],
-                cpu_kv_cache_gib=options["cpu_kv_cache_gib"],
-            )
+            config = create_demo_engine(path, **cpu_engine_options(options))
         except ValidationError as exc:
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             raise CommandError(f"The demo engine was not created: {problems}") from None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.demo import DemoUnavailable
+from inference.demo import DemoUnavailable, add_cpu_engine_arguments, cpu_engine_options
 from inference.models import EngineConfig
 from inference.tiny_gptoss import TINY_GPTOSS_NAME, create_tiny_gptoss_engine, prepare_tiny_gptoss
 
@@ -21,13 +20,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--models-dir", type=Path, default=None, help="where to keep the built model")
-        parser.add_argument("--name", default=TINY_GPTOSS_NAME, help="name of the engine to create")
-        parser.add_argument("--port", type=int, default=None, help="engine port (default: first free from 8100)")
-        parser.add_argument("--max-model-len", type=int, default=4096)
-        parser.add_argument("--max-num-seqs", type=int, default=8)
-        parser.add_argument("--cpu-kv-cache-gib", type=int, default=1)
-        parser.add_argument("--no-engine", action="store_true", help="only build the model files")
+        add_cpu_engine_arguments(parser, default_name=TINY_GPTOSS_NAME, model_files="build the model files")
 
     def handle(self, *args: Any, **options: Any) -> None:
         models_dir = (options["models_dir"] or settings.ENGINE_MODELS_DIR).resolve()
@@ -51,14 +44,7 @@ class Command(BaseCommand):
                     f"point it at {path} to use this build."
                 )
             return
-        config = create_tiny_gptoss_engine(
-            path,
-            name=options["name"],
-            port=options["port"],
-            max_model_len=options["max_model_len"],
-            max_num_seqs=options["max_num_seqs"],
-            cpu_kv_cache_gib=options["cpu_kv_cache_gib"],
-        )
+        config = create_tiny_gptoss_engine(path, **cpu_engine_options(options))
         self.stdout.write(
             f"Created the engine {config.name!r} serving {config.served_model_name} on 127.0.0.1:{config.port}."
         )
