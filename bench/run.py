@@ -193,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.teardown()
             stack.database.drop()
     extras = extra_benchmarks()
-    result = {"machine": machine(), "settings": {key: str(value) if isinstance(value, Path) else value
-                                                 for key, value in vars(args).items()},
+    # Paths are kept relative to the checkout: the report is committed and read on other machines.
+    result = {"machine": machine(), "settings": {key: _shown(value) for key, value in vars(args).items()},
               "question": QUESTION, "rows": rows, "relay": relay_rows, "extra": extras}  # fmt: skip
     save(args.out, result)
     print(report.table(rows))
@@ -202,6 +202,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_docs:
         report.write(result, args.docs)
         print(f"wrote {args.out} and {args.docs}")
+
+
+def _shown(value: object) -> object:
+    if not isinstance(value, Path):
+        return value
+    root = Path(__file__).resolve().parent.parent
+    resolved = value.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(value)
 
 
 if __name__ == "__main__":
