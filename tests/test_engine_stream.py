@@ -6,8 +6,10 @@ chosen size: the point is the portal's parsing of what arrives, not an engine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -55,14 +57,21 @@ def engine_sending(body: bytes, read_size: int, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(engine_client, "_client", lambda *args, **kwargs: httpx.AsyncClient(transport=transport))
 
 
-async def collect() -> list[engine_client.ChatDelta]:
-    return [delta async for delta in stream_chat(REQUEST, TARGET)]
+def collect() -> list[engine_client.ChatDelta]:
+    """Read the stream on a thread of its own: the session's browser tests (Playwright's sync
+    API) keep an event loop running on the main thread, where asyncio.run would refuse to run."""
+
+    async def read() -> list[engine_client.ChatDelta]:
+        return [delta async for delta in stream_chat(REQUEST, TARGET)]
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, read()).result()
 
 
 @pytest.mark.parametrize("read_size", [1, 2, 7, 64, 10_000])
-async def test_events_cut_anywhere_even_inside_a_character_arrive_whole(read_size, monkeypatch):
+def test_events_cut_anywhere_even_inside_a_character_arrive_whole(read_size, monkeypatch):
     engine_sending(BODY, read_size, monkeypatch)
-    deltas = await collect()
+    deltas = collect()
     assert [(d.reasoning, d.content, d.finish_reason) for d in deltas[:4]] == [
         ("think ", "", None), ("", "Grüße, ", None), ("", "世界", None), ("", "", "stop"),
     ]  # fmt: skip
@@ -70,20 +79,20 @@ async def test_events_cut_anywhere_even_inside_a_character_arrive_whole(read_siz
     assert len(deltas) == 5
 
 
-async def test_a_stream_that_ends_without_done_is_a_disconnect(monkeypatch):
+def test_a_stream_that_ends_without_done_is_a_disconnect(monkeypatch):
     engine_sending(piece("half an answer"), 5, monkeypatch)
     with pytest.raises(EngineError) as caught:
-        await collect()
+        collect()
     assert caught.value.code == "engine_disconnected"
 
 
-async def test_an_error_event_mid_stream_is_an_engine_error(monkeypatch):
+def test_an_error_event_mid_stream_is_an_engine_error(monkeypatch):
     engine_sending(piece("a") + event({"error": {"message": "boom", "code": 500}}), 3, monkeypatch)
     with pytest.raises(EngineError) as caught:
-        await collect()
+        collect()
     assert (caught.value.code, caught.value.message, caught.value.status) == ("engine_error", "boom", 500)
 
 
-async def test_events_that_are_not_json_objects_are_skipped(monkeypatch):
+def test_events_that_are_not_json_objects_are_skipped(monkeypatch):
     engine_sending(event(b"not json") + event([1, 2]) + piece("ok") + event(b"[DONE]"), 4, monkeypatch)
-    assert [delta.content for delta in await collect()] == ["ok"]
+    assert [delta.content for delta in collect()] == ["ok"]
