@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
+from django.core.management import call_command
 from django.utils import timezone
 
 from chat.models import Conversation, Message
@@ -83,3 +85,10 @@ def test_an_auditor_sees_the_state_of_the_audit_chain(audrey, alice, client_for)
     chain = page.split('data-widget="audit-chain"', 1)[1].split("</section>", 1)[0]
     assert "chain verifies" in chain
     assert 'data-widget="audit-chain"' not in widgets(client_for(alice))
+
+
+def test_a_member_with_a_daily_budget_sees_the_tokens_left(alice, client_for):
+    call_command("quota", "set", "alice", "--tokens-per-day", "2000", stdout=io.StringIO())
+    page = client_for(alice).get("/").content.decode()
+    assert "<strong>2000</strong> tokens left today" in page
+    assert "No limits" not in page

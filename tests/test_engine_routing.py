@@ -152,3 +152,20 @@ async def test_the_status_socket_pushes_a_change_the_supervisor_wrote(alice, mon
     second = await communicator.receive_json_from(timeout=5)
     assert second["engines"][0]["state"] == "ready"
     await communicator.disconnect()
+
+
+@pytest.mark.django_db
+def test_a_policy_that_allows_no_served_model_is_said_plainly():
+    engine("demo", "smol", State.READY)
+    with pytest.raises(EngineUnavailable) as caught:
+        pick_engine(None, frozenset({"gpt-5"}))
+    assert caught.value.state == "none"
+    assert "policy allows" in caught.value.message
+
+
+@pytest.mark.django_db
+def test_no_model_named_under_a_policy_gets_a_model_the_policy_allows():
+    engine("first", "oss", State.READY)
+    engine("second", "smol", State.READY)
+    target = pick_engine(None, frozenset({"smol"}))
+    assert (target.name, target.served_model) == ("second", "smol")
