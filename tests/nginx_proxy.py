@@ -41,13 +41,16 @@ SHIPPED_HTTPS_PORT, SHIPPED_HTTP_PORT = 443, 80
 
 
 def require_nginx() -> None:
-    """Skip without Debian's nginx; fail instead in CI (``PORTAL_REQUIRE_NGINX=1``)."""
+    """Skip the calling test module without Debian's nginx; fail instead in CI (``PORTAL_REQUIRE_NGINX=1``).
+
+    Called at import, before the session's engine stack would be built for nothing.
+    """
     if NGINX.exists():
         return
     message = f"the reverse-proxy tests need nginx at {NGINX}: {INSTALL}"
     if os.environ.get("PORTAL_REQUIRE_NGINX") == "1":
         pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -31,6 +31,7 @@ from tests.nginx_proxy import Nginx, require_nginx
 from tests.stack import BASE_DIR, Stack, free_port, wait_until
 
 pytestmark = pytest.mark.engine
+require_nginx()
 
 PASSWORD = "correct horse battery staple"
 FORGED = "203.0.113.66"
@@ -84,7 +85,6 @@ class ProxiedPortal:
 
 @pytest.fixture(scope="module")
 def proxied(stack_base: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedPortal]:
-    require_nginx()
     web_port = free_port()
     nginx = Nginx(
         tmp_path_factory.mktemp("nginx"), upstream_port=web_port, https_port=free_port(), http_port=free_port()
