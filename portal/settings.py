@@ -495,7 +495,9 @@ if PRODUCTION:
         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
     }
 
-# No inline scripts anywhere: pages load their code from /static/.
+# No inline scripts anywhere: pages load their code from /static/. No remote images either
+# (a loaded image can carry a conversation out; see docs/chat.md): data: is only for the MFA
+# setup page's QR code.
 PORTAL_CSP = env_str(
     "PORTAL_CSP",
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -9,8 +9,9 @@
   "use strict";
 
   // Links may point to the web, to mail, to an anchor or to this site; nothing else
-  // (no javascript:, data:, vbscript:, file:, blob:...).
-  const SAFE_URL = /^(?:https?:\/\/|mailto:|#|\/(?!\/))/i;
+  // (no javascript:, data:, vbscript:, file:, blob:...). "//host" and "/\host" are other sites.
+  const SAFE_URL = /^(?:https?:\/\/|mailto:|#|\/(?![\/\\]))/i;
+  const HAS_SCHEME = /^(?:https?|mailto):/i;
 
   const ALLOWED_TAGS = [
     "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
@@ -33,9 +34,34 @@
       .replace(/'/g, "&#39;");
   }
 
+  /** The address if a link may have it, else null. */
   function safeHref(href) {
     const trimmed = String(href || "").trim();
-    return SAFE_URL.test(trimmed) ? trimmed : null;
+    if (!SAFE_URL.test(trimmed)) {
+      return null;
+    }
+    // What the browser makes of an address decides, not how it looks: it drops tabs and
+    // newlines and reads "\" as "/", so "/<tab>/host" is another site, not a path here.
+    let url;
+    try {
+      url = new URL(trimmed, window.location.href);
+    } catch (error) {
+      return null;
+    }
+    if (!HAS_SCHEME.test(trimmed) && url.origin !== window.location.origin) {
+      return null;
+    }
+    return trimmed;
+  }
+
+  /** "attacker.example" for an image's address, so the reader sees where its link goes. */
+  function hostOf(href) {
+    try {
+      const url = new URL(href, window.location.href);
+      return url.origin === window.location.origin ? "" : url.host;
+    } catch (error) {
+      return "";
+    }
   }
 
   marked.use({
@@ -55,17 +81,27 @@
         const title = token.title ? ` title="${escapeHtml(token.title)}"` : "";
         return `<a href="${escapeHtml(href)}"${title}>${label}</a>`;
       },
-      // Images are never loaded automatically: they become a link the reader may follow.
+      // Images are never loaded: a remote image's address can carry the conversation out
+      // (markdown-image exfiltration). It becomes a link, naming its site, the reader may follow.
       image(token) {
         const label = `image: ${escapeHtml(token.text || "untitled")}`;
         const href = safeHref(token.href);
-        return href === null ? `[${label}]` : `<a href="${escapeHtml(href)}" class="image-link">[${label}]</a>`;
+        if (href === null) {
+          return `[${label}]`;
+        }
+        const host = hostOf(href);
+        const site = host ? ` (${escapeHtml(host)})` : "";
+        return `<a href="${escapeHtml(href)}" class="image-link">[${label}${site}]</a>`;
       },
     },
   });
 
   DOMPurify.addHook("afterSanitizeAttributes", function (node) {
     if (node.tagName === "A") {
+      // The second layer checks each address the same way the renderer did.
+      if (node.hasAttribute("href") && safeHref(node.getAttribute("href")) === null) {
+        node.removeAttribute("href");
+      }
       node.setAttribute("rel", "noopener noreferrer nofollow");
       node.setAttribute("target", "_blank");
     }
