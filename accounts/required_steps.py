@@ -49,6 +49,10 @@ ADMIN_MFA = Step(
         "mfa_view_recovery_codes",
         "mfa_generate_recovery_codes",
         "mfa_download_recovery_codes",
+        # allauth refuses MFA to an account with an unverified address: let them verify it.
+        "account_email",
+        "account_email_verification_sent",
+        "account_confirm_email",
     },
     "Admins must turn on two-factor authentication before anything else.",
 )
