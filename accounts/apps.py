@@ -6,8 +6,8 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        # Connect the role, audit and deactivation signals; register the shared-cache check of the rate limits.
-        from accounts import audit_events, deprovision, ratelimits, signals  # noqa: F401
+        # Connect the role, audit and deactivation signals; register the shared-cache and mail checks.
+        from accounts import audit_events, deprovision, mail_checks, ratelimits, signals  # noqa: F401
         from accounts.roles import ROLE_CHECKS, is_admin, is_member
         from accounts.sso_doctor import SSO_CHECKS
         from accounts.views import budget_widget, roles_line

@@ -28,6 +28,27 @@ class SelfSignUp(models.Model):
         return f"{self.user} signed up on {self.created_at:%Y-%m-%d}"
 
 
+class PasswordChangeRequired(models.Model):
+    """A user who must choose a new password before reaching any page.
+
+    ``manage.py bootstrap`` marks the first admin, whose generated password was printed to
+    a terminal (and may sit in a scroll-back or a log). ``accounts.required_steps`` sends the
+    user to the password change page while the row exists; changing, setting or resetting
+    the password deletes it (``accounts.signals``).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="password_change_required"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "required password change"
+
+    def __str__(self) -> str:
+        return f"{self.user} must change their password"
+
+
 class ApiKey(models.Model):
     """A personal key for the ``/v1`` API: it acts as its owner, within its own limits.
 

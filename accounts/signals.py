@@ -1,16 +1,16 @@
-"""Keep staff flags in step with the Admins group; remember who signed up themselves."""
+"""Keep staff flags in step with the Admins group; remember who signed up themselves and who chose a password."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from allauth.account.signals import user_signed_up
+from allauth.account.signals import password_changed, password_reset, password_set, user_signed_up
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 
-from accounts.models import SelfSignUp
+from accounts.models import PasswordChangeRequired, SelfSignUp
 from accounts.roles import ADMINS
 
 User = get_user_model()
@@ -45,3 +45,11 @@ def remember_self_sign_up(sender: Any, request: Any, user: Any, **kwargs: Any) -
         return  # made at a company sign-in: the provider vouched for the person
     # Sent before the first login stage runs, so the new user is asked to verify at once.
     SelfSignUp.objects.get_or_create(user=user)
+
+
+@receiver(password_changed)
+@receiver(password_set)
+@receiver(password_reset)
+def forget_required_password_change(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    # The user chose this password themselves: the printed one is gone.
+    PasswordChangeRequired.objects.filter(user=user).delete()

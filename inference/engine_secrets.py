@@ -1,22 +1,19 @@
 """The API keys of external engines: encrypted in the database, or read from a file at use.
 
-The key is encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``) under a
-key derived from ``SECRET_KEY`` with HKDF, so a database dump alone does not reveal it.
-Changing ``SECRET_KEY`` makes stored keys unreadable: the probe then reports the engine as
-unauthorized with that reason, and registering it again stores the key anew.
+The key is encrypted with Fernet under a key derived from ``SECRET_KEY``
+(:mod:`portal.derived_keys`), so a database dump alone does not reveal it. Changing
+``SECRET_KEY`` makes stored keys unreadable: the probe then reports the engine as unauthorized
+with that reason, and registering it again stores the key anew.
 """
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
 
 from inference.models import EngineConfig
+from portal.derived_keys import fernet_for
 
 # Longest key accepted: vLLM keys and gateway tokens (JWTs included) are far shorter.
 MAX_KEY_LENGTH = 4096
@@ -31,11 +28,7 @@ class EngineKeyError(Exception):
 
 
 def _fernet() -> Fernet:
-    # The info string separates this use of SECRET_KEY from Django's own signing.
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"portal external engine api key").derive(
-        settings.SECRET_KEY.encode()
-    )
-    return Fernet(base64.urlsafe_b64encode(derived))
+    return fernet_for("portal external engine api key")
 
 
 def check_api_key(key: str) -> str:

@@ -196,21 +196,47 @@ def _loose(path: Path) -> str | None:
     return None
 
 
-def check_data_dir_permissions() -> Finding:
-    """The data folder holds the database, the secret key and the logs: others must not read it."""
+def _private_files() -> list[Path]:
+    """The files that hold secrets: those directly in the data folder, the SQLite database with
+    its journals (wherever it lives), and the engine logs (prompts appear in vLLM's errors)."""
     data_dir = Path(settings.DATA_DIR)
-    problems = [problem for problem in [_loose(data_dir)] if problem]
-    secret = data_dir / "secret_key"
-    if secret.exists() and stat.S_IMODE(secret.stat().st_mode) & (stat.S_IRWXG | stat.S_IRWXO):
-        problems.append(f"{secret} is readable by others (mode {stat.S_IMODE(secret.stat().st_mode):o})")
-    if problems:
+    files = [path for path in data_dir.iterdir() if path.is_file()]
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        name = Path(str(database["NAME"]))
+        files += [Path(f"{name}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")]
+    log_dir = Path(settings.ENGINE_LOG_DIR)
+    if log_dir.is_dir():
+        files += [path for path in log_dir.iterdir() if path.is_file()]
+    return sorted({path for path in files if path.exists()})
+
+
+def check_data_dir_permissions() -> Finding:
+    """The data folder holds the database, the secret key and the logs: others must not read them.
+
+    A folder others can open fails. Files that others could read inside a private folder
+    are a warning: the folder keeps them out today, a later ``chmod`` or copy would not.
+    """
+    name = "data folder"
+    data_dir = Path(settings.DATA_DIR)
+    if _loose(data_dir):
         return Finding(
-            "data folder",
+            name,
             FAIL,
-            "; ".join(problems) + ": the database, the secret key and the logs can be read or changed.",
-            f"`chmod 700 {data_dir}` and `chmod 600 {secret}` (owned by the user the portal runs as).",
+            f"{_loose(data_dir)}: the database, the secret key and the logs can be read or changed.",
+            f"`chmod 700 {data_dir}` and `chmod -R go-rwx {data_dir}` (owned by the user the portal runs as).",
         )
-    return Finding("data folder", OK, f"{data_dir} is private to its owner.")
+    readable = [path for path in _private_files() if stat.S_IMODE(path.stat().st_mode) & (stat.S_IRWXG | stat.S_IRWXO)]
+    if readable:
+        listed = ", ".join(f"{path} (mode {stat.S_IMODE(path.stat().st_mode):o})" for path in readable)
+        return Finding(
+            name,
+            WARN,
+            f"Readable by other users but for the private folder: {listed}. They hold sessions, MFA secrets, "
+            "keys or conversations.",
+            f"`chmod 600 {' '.join(str(path) for path in readable)}`.",
+        )
+    return Finding(name, OK, f"{data_dir} and the files in it are private to their owner.")
 
 
 def check_static_files() -> Finding:

@@ -31,6 +31,10 @@ from portal.env import (
     generated_secret,
 )
 from portal.plugins.discovery import Discovery, discover
+from portal.private_files import keep_new_files_private
+
+# Before anything below creates a file: the data folder, the secret key, the database.
+keep_new_files_private()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -169,6 +173,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.ratelimits.RateLimitMiddleware",
+    "accounts.required_steps.RequiredStepsMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -281,7 +286,15 @@ ACCOUNT_LOGOUT_ON_GET = False
 # allauth's own login rate limits stay on (its defaults); they use the cache above.
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env_str("PORTAL_MFA_ISSUER", "LLM Portal")
-EMAIL_BACKEND = env_str("PORTAL_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# TOTP secrets and recovery-code seeds are stored encrypted (accounts/mfa_adapter.py).
+MFA_ADAPTER = "accounts.mfa_adapter.PortalMFAAdapter"
+# Admins must turn on MFA before any page (accounts/required_steps.py); on in production.
+PORTAL_ADMIN_MFA_REQUIRED = env_bool("PORTAL_ADMIN_MFA_REQUIRED", PRODUCTION)
+# Unset, mail is written to the console (the log): fine on a laptop, but in production that
+# puts password-reset links in the logs, so `check --deploy` refuses it there unless the
+# console backend is named on purpose (accounts/mail_checks.py).
+PORTAL_EMAIL_BACKEND = env_str("PORTAL_EMAIL_BACKEND", "")
+EMAIL_BACKEND = PORTAL_EMAIL_BACKEND or "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("PORTAL_FROM_EMAIL", "portal@localhost")
 EMAIL_HOST = env_str("PORTAL_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("PORTAL_EMAIL_PORT", 25, minimum=1, maximum=65535)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import re
+from typing import Any
 
 import pyotp
 import pytest
+from allauth.mfa.models import Authenticator
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
+from accounts.mfa_adapter import SEALED_PREFIX, seal, unseal
 from accounts.roles import ADMINS, MEMBERS, assign_role
 from portal.registry import registry
 from tests.conftest import PASSWORD
@@ -125,7 +130,9 @@ def test_the_first_admin_without_an_email_logs_in_while_sign_up_is_open(db, caps
     assert password
     client = Client()
     assert login(client, "admin", password.group(1)).status_code == 302
-    assert client.get("/admin/").status_code == 200
+    # Logged in: the first page is the required password change (tests/test_required_steps.py).
+    assert client.get("/admin/")["Location"] == "/accounts/password/change/"
+    assert client.get("/accounts/password/change/").status_code == 200
 
 
 def test_bootstrap_creates_the_first_admin_once(db, capsys):
@@ -189,6 +196,56 @@ def test_mfa_enrolment_and_login_with_a_totp_code(alice):
     response = second.post("/accounts/2fa/authenticate/", {"code": pyotp.TOTP(secret).now()})
     assert response.status_code == 302
     assert second.get("/").status_code == 200
+
+
+def _authenticators(user) -> dict[str, dict[str, Any]]:
+    return {row.type: row.data for row in Authenticator.objects.filter(user=user)}
+
+
+def _log_in_with_a_code(login_name: str, secret: str) -> Client:
+    client = Client()
+    assert login(client, login_name)["Location"] == "/accounts/2fa/authenticate/"
+    client.post("/accounts/2fa/authenticate/", {"code": pyotp.TOTP(secret).now()})
+    return client
+
+
+def test_the_totp_secret_is_stored_encrypted_and_logs_in(alice):
+    client = Client()
+    login(client, "alice")
+    secret = _activate_totp(client)
+    stored = _authenticators(alice)
+    assert stored["totp"]["secret"].startswith(SEALED_PREFIX)
+    assert secret not in stored["totp"]["secret"]
+    seed = stored["recovery_codes"]["seed"]
+    assert seed.startswith(SEALED_PREFIX)
+    assert re.fullmatch(r"[0-9a-f]{80}", unseal(seed) or ""), "the seed is allauth's hex, sealed"
+    cache.clear()
+    assert _log_in_with_a_code("alice", secret).get("/").status_code == 200
+
+
+def test_plaintext_secrets_stored_before_are_encrypted_by_the_migration_and_still_log_in(alice):
+    secret = pyotp.random_base32()
+    Authenticator.objects.create(user=alice, type=Authenticator.Type.TOTP, data={"secret": secret})
+    seal_migration = importlib.import_module("accounts.migrations.0006_seal_mfa_secrets")
+    seal_migration.seal_plaintext(django_apps, None)
+    stored = _authenticators(alice)["totp"]["secret"]
+    assert stored.startswith(SEALED_PREFIX)
+    seal_migration.seal_plaintext(django_apps, None)
+    assert _authenticators(alice)["totp"]["secret"] == stored, "sealing twice changes nothing"
+    assert _log_in_with_a_code("alice", secret).get("/").status_code == 200
+
+
+def test_a_secret_sealed_under_another_secret_key_refuses_every_code_without_an_error(alice, settings, caplog):
+    secret = pyotp.random_base32()
+    Authenticator.objects.create(user=alice, type=Authenticator.Type.TOTP, data={"secret": seal(secret)})
+    settings.SECRET_KEY = "another key " * 5
+    client = Client()
+    login(client, "alice")
+    response = client.post("/accounts/2fa/authenticate/", {"code": pyotp.TOTP(secret).now()})
+    assert response.status_code == 200
+    assert b"Incorrect code" in response.content
+    assert client.get("/").status_code == 302
+    assert "PORTAL_SECRET_KEY changed" in caplog.text
 
 
 def test_a_wrong_totp_code_is_refused(alice):

@@ -54,6 +54,7 @@ def clean(settings: Any, tmp_path: Path, monkeypatch: Any) -> Any:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     settings.DATA_DIR = data_dir
+    settings.ENGINE_LOG_DIR = data_dir / "logs"
     settings.PORTAL_PORT = free_port()
     settings.PORTAL_HOST = "127.0.0.1"
     settings.PORTAL_PUBLIC_URL = None
@@ -143,11 +144,26 @@ def test_a_data_folder_open_to_others_fails(db: Any, clean: Any, capsys: Any) ->
     assert_named(capsys, "data folder", "open to every user", "chmod 700")
 
 
-def test_a_secret_key_readable_by_others_fails(db: Any, clean: Any, capsys: Any) -> None:
+def test_a_secret_key_readable_by_others_is_named(db: Any, clean: Any, capsys: Any) -> None:
     secret = clean.DATA_DIR / "secret_key"
     secret.write_text("x" * 60)
     secret.chmod(0o644)
-    assert_named(capsys, "data folder", "secret_key", "chmod 600")
+    assert_named(capsys, "data folder", f"{secret} (mode 644)", f"chmod 600 {secret}", status="warn")
+
+
+def test_a_database_and_an_engine_log_readable_by_others_are_named(db: Any, clean: Any, capsys: Any) -> None:
+    # What a portal created under the usual umask 022 before files were made private.
+    database, journal = clean.DATA_DIR / "portal.sqlite3", clean.DATA_DIR / "portal.sqlite3-wal"
+    log = clean.DATA_DIR / "logs" / "demo.log"
+    log.parent.mkdir(mode=0o700)
+    for path in (database, journal, log):
+        path.write_bytes(b"")
+        path.chmod(0o644)
+    finding = assert_named(capsys, "data folder", f"chmod 600 {log} {database} {journal}", status="warn")
+    assert "conversations" in finding["detail"]
+    for path in (database, journal, log):
+        path.chmod(0o600)
+    assert doctor(capsys)[1]["data folder"]["status"] == "ok"
 
 
 def test_several_web_processes_without_redis_fail(db: Any, clean: Any, capsys: Any) -> None:

@@ -152,11 +152,36 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
         tmp_path=tmp_path,
         PORTAL_ENV="production",
         PORTAL_ALLOWED_HOSTS="portal.example.com",
-        # Production needs a shared cache (the check connects to nothing).
+        # Production needs a shared cache and a mail server (the check connects to neither).
         REDIS_URL="redis://127.0.0.1:6379/0",
+        PORTAL_EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_without_a_mail_backend_fails_the_deploy_check_unless_the_console_is_chosen(tmp_path):
+    production = {"PORTAL_ENV": "production", "PORTAL_ALLOWED_HOSTS": "portal.example.com"}
+    result = run_manage("check", "--deploy", tmp_path=tmp_path, **production)
+    assert result.returncode != 0
+    assert "accounts.E002" in result.stderr
+    assert "password-reset links" in result.stderr
+    assert "PORTAL_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend" in result.stderr
+    on_purpose = run_manage(
+        "check", "--deploy", tmp_path=tmp_path, PORTAL_EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend",
+        **production,
+    )  # fmt: skip
+    assert "accounts.E002" not in on_purpose.stderr
+
+
+def test_admins_need_mfa_by_default_in_production_only(tmp_path):
+    production = settings_under(tmp_path, PORTAL_ENV="production", PORTAL_ALLOWED_HOSTS="portal.example.com")
+    assert production["PORTAL_ADMIN_MFA_REQUIRED"] is True
+    assert settings_under(tmp_path)["PORTAL_ADMIN_MFA_REQUIRED"] is False
+    turned_off = settings_under(
+        tmp_path, PORTAL_ENV="production", PORTAL_ALLOWED_HOSTS="portal.example.com", PORTAL_ADMIN_MFA_REQUIRED="false"
+    )
+    assert turned_off["PORTAL_ADMIN_MFA_REQUIRED"] is False
 
 
 def test_production_with_several_web_processes_and_a_cache_that_is_not_shared_fails_the_check(tmp_path):

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.models import PasswordChangeRequired
 from accounts.roles import ADMINS, assign_role
 
 
@@ -33,11 +34,13 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(15)
         admin = user_model.objects.create_user(username=username, password=password)
         assign_role(admin, ADMINS)
+        # The password travels through a terminal: the first login must replace it.
+        PasswordChangeRequired.objects.create(user=admin)
         # Printed once here; only the hash is stored.
         self.stdout.write(
             "\n  First run: an admin account was created.\n"
             f"    username: {admin.get_username()}\n"
             f"    password: {password}\n"
             "  Write the password down now: it is not shown again and not stored in clear text.\n"
-            "  Change it after logging in (Account > Change password).\n"
+            "  The first login asks for a new password before anything else.\n"
         )
