@@ -13,6 +13,13 @@ can pick it up again. Two channel-layer groups per answer make that work across 
 The control events have names of their own, apart from the browser's ``chat.*`` frames:
 they are a protocol between processes, not something a browser can send.
 
+Sockets in the process that writes the answer (the common case: the socket that asked for
+it) get its frames by a direct call, not through the channel layer: with Redis, one
+``group_send`` round trip per frame was most of the chat's CPU per token and made it
+collapse beyond 64 streams (docs/benchmarks.md). Such a socket does not join the view group;
+frames go to the group only while a socket of another process is present (it said so with
+``stream.attach``).
+
 While it runs, the process touches the answer's heartbeat in the database, so an answer
 whose process died can be told from one whose process is merely slow to answer.
 """
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -47,6 +54,48 @@ LISTENER_END_SECONDS = 5.0
 # The streams of this process. Besides naming them, this keeps their tasks referenced:
 # the event loop holds only weak references to tasks.
 _running: dict[int, ChatStream] = {}
+
+
+class LocalViewer(Protocol):
+    """A socket of this process that shows answers (``chat.viewers.Viewer``)."""
+
+    channel: str
+
+    async def frame(self, event: dict[str, Any]) -> None: ...
+
+
+# The sockets of this process by channel, and those showing each answer written here.
+_viewers_here: dict[str, LocalViewer] = {}
+_watching_here: dict[int, set[LocalViewer]] = {}
+
+
+def viewer_opened(viewer: LocalViewer) -> None:
+    """Count ``viewer`` as a socket of this process (its frames need no channel layer)."""
+    _viewers_here[viewer.channel] = viewer
+
+
+def viewer_closed(viewer: LocalViewer) -> None:
+    """Forget a socket of this process that went away."""
+    _viewers_here.pop(viewer.channel, None)
+
+
+def watch_here(answer_id: int, viewer: LocalViewer) -> bool:
+    """Show ``answer_id``'s frames to ``viewer`` by direct calls if this process writes it.
+
+    Returns False when another process writes it (or it is no longer written): the viewer
+    then joins the answer's view group instead.
+    """
+    if answer_id not in _running:
+        return False
+    _watching_here.setdefault(answer_id, set()).add(viewer)
+    return True
+
+
+def unwatch_here(answer_id: int, viewer: LocalViewer) -> None:
+    """Stop showing ``answer_id``'s frames to ``viewer`` (after :func:`watch_here` said True)."""
+    watching = _watching_here.get(answer_id)
+    if watching is not None:
+        watching.discard(viewer)
 
 
 def view_group(answer_id: int) -> str:
@@ -120,6 +169,7 @@ class ChatStream:
             await self.generation.run()
         finally:
             _running.pop(self.answer_id, None)
+            _watching_here.pop(self.answer_id, None)
             if self._grace is not None:
                 self._grace.cancel()
             if self._heartbeat is not None:
@@ -192,7 +242,15 @@ class ChatStream:
 
     async def _show(self, frame: dict[str, Any]) -> None:
         event = {"type": VIEWER_FRAME, "answer": self.answer_id, "frame": frame}
-        await self.layer.group_send(view_group(self.answer_id), event)
+        for viewer in list(_watching_here.get(self.answer_id, ())):
+            try:
+                await viewer.frame(event)
+            except Exception:
+                # One socket failing must not keep the frame from the others.
+                logger.exception("showing a frame of answer %s failed", self.answer_id)
+        if not self.present.issubset(_viewers_here):
+            # A socket of another process is present: it joined the view group.
+            await self.layer.group_send(view_group(self.answer_id), event)
 
     # --- GenerationSink ---------------------------------------------------------------
 

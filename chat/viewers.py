@@ -9,6 +9,10 @@ still ends with its ``done`` frame.
 
 The socket counts as *present* for every answer it started or attached to; when it goes
 away it says so, and an answer nobody is present for is stopped after the grace period.
+
+Frames of an answer written in this process arrive by a direct call from its stream (see
+``chat/streams.py``), on the stream's task rather than the consumer's: a lock keeps them in
+order with a snapshot being shown.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ class Viewer:
         # Answers this socket started or attached to: it counts as present for them.
         self.present_in: set[int] = set()
         self.attach_timer: asyncio.Task[None] | None = None
+        # Whether the watched answer's frames come by direct calls (written in this process)
+        # rather than through its view group.
+        self.watching_here = False
+        self._showing = asyncio.Lock()
+        streams.viewer_opened(self)
 
     # --- what the browser asks for ------------------------------------------------------
 
@@ -66,9 +75,10 @@ class Viewer:
                 self.user.pk, conversations.SOURCE, model if isinstance(model, str) else None, refusal
             )
             raise
-        await self._watch(turn.answer.pk, seq=0)
         self.present_in.add(turn.answer.pk)
         await streams.start(turn, self.channel)
+        # Before the stream's task first runs (no await since start): it shows us its start.
+        await self._watch(turn.answer.pk, seq=0)
 
     async def stop(self, conversation_id: Any) -> None:
         """Stop the answer of ``conversation_id``, or the one this socket shows (None).
@@ -108,6 +118,7 @@ class Viewer:
         """The socket went away: leave every answer it was present for."""
         if self.attach_timer is not None:
             self.attach_timer.cancel()
+        streams.viewer_closed(self)
         for answer_id in self.present_in:
             await streams.detach(answer_id, self.channel)
         await self._watch(None)
@@ -116,24 +127,26 @@ class Viewer:
 
     async def frame(self, event: dict[str, Any]) -> None:
         """Show a frame of the watched answer (buffered while waiting for the snapshot)."""
-        if event.get("answer") != self.watching:
-            return
-        if self.watch_seq is None:
-            self.buffer.append(event["frame"])
-            return
-        await self._forward(event["frame"])
+        async with self._showing:
+            if event.get("answer") != self.watching:
+                return
+            if self.watch_seq is None:
+                self.buffer.append(event["frame"])
+                return
+            await self._forward(event["frame"])
 
     async def snapshot(self, event: dict[str, Any]) -> None:
         """Show the text so far of the answer being attached to, then the frames after it."""
-        if event.get("answer") != self.watching or self.watch_seq is not None:
-            return
-        if self.attach_timer is not None:
-            self.attach_timer.cancel()
-        await self.send({**event["start"], "content": event["content"], "reasoning": event["reasoning"]})
-        self.watch_seq = event["seq"]
-        buffered, self.buffer = self.buffer, []
-        for frame in buffered:
-            await self._forward(frame)
+        async with self._showing:
+            if event.get("answer") != self.watching or self.watch_seq is not None:
+                return
+            if self.attach_timer is not None:
+                self.attach_timer.cancel()
+            await self.send({**event["start"], "content": event["content"], "reasoning": event["reasoning"]})
+            self.watch_seq = event["seq"]
+            buffered, self.buffer = self.buffer, []
+            for frame in buffered:
+                await self._forward(frame)
 
     # --- the state ----------------------------------------------------------------------
 
@@ -163,12 +176,20 @@ class Viewer:
 
     async def _watch(self, answer_id: int | None, seq: int | None = 0) -> None:
         """Show frames of ``answer_id`` (from ``seq`` on; None: after the snapshot) and no other."""
-        if self.watching is not None and self.watching != answer_id:
-            await self.layer.group_discard(streams.view_group(self.watching), self.channel)
-        if answer_id is not None and answer_id != self.watching:
-            await self.layer.group_add(streams.view_group(answer_id), self.channel)
+        previous, previous_here = self.watching, self.watching_here
+        # The new state first: frames arriving by direct call during the awaits below see it.
         self.watching, self.watch_seq, self.resumed = answer_id, seq, seq is None
         self.buffer = []
+        if answer_id == previous:
+            return
+        self.watching_here = answer_id is not None and streams.watch_here(answer_id, self)
+        if previous is not None:
+            if previous_here:
+                streams.unwatch_here(previous, self)
+            else:
+                await self.layer.group_discard(streams.view_group(previous), self.channel)
+        if answer_id is not None and not self.watching_here:
+            await self.layer.group_add(streams.view_group(answer_id), self.channel)
 
     async def _forward(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -177,5 +198,5 @@ class Viewer:
         if kind == "delta" and self.watch_seq is not None and frame["seq"] <= self.watch_seq:
             return
         await self.send(frame)
-        if kind == "done":
+        if kind == "done" and self.watching == frame.get("answer"):
             await self._watch(None)

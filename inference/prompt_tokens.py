@@ -19,6 +19,7 @@ This is a synchronous call: :func:`inference.generation.prepare` runs in a datab
 from __future__ import annotations
 
 import logging
+import threading
 
 import httpx
 from django.conf import settings
@@ -29,6 +30,20 @@ logger = logging.getLogger(__name__)
 
 PER_MESSAGE_OVERHEAD = 16
 FIXED_OVERHEAD = 64
+
+# One client for the process, not one per count: building a client builds its SSL context,
+# about 30 ms of CPU per prompt on a loaded 2-core machine against 2 ms for a request on a
+# kept client (docs/benchmarks.md). httpx's client is safe to share between threads.
+_client: httpx.Client | None = None
+_client_lock = threading.Lock()
+
+
+def _http() -> httpx.Client:
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client(trust_env=False)
+        return _client
 
 
 def upper_bound(messages: list[dict[str, str]]) -> int:
@@ -46,12 +61,11 @@ def count_prompt_tokens(target: EngineTarget, messages: list[dict[str, str]]) ->
     """
     body = {"model": target.served_model, "messages": messages, "add_generation_prompt": True}
     try:
-        response = httpx.post(
+        response = _http().post(
             f"{target.base_url}/tokenize",
             json=body,
             headers={"Authorization": f"Bearer {target.api_key}"},
             timeout=settings.TOKENIZE_TIMEOUT,
-            trust_env=False,
         )
         response.raise_for_status()
         count = response.json().get("count")

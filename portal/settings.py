@@ -204,6 +204,12 @@ if DATABASE_URL:
         # An unreachable server fails a request (and /readyz) in seconds instead of hanging;
         # `?connect_timeout=N` in the URL overrides it.
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        # A bounded pool per process: a burst of requests waits for one of its connections
+        # instead of opening one each (256 /v1 streams at once exceeded PostgreSQL's
+        # max_connections, docs/benchmarks.md). 0 turns it off (one connection per thread).
+        DB_POOL_SIZE = env_int("PORTAL_DB_POOL_SIZE", 20 if PRODUCTION else 0, minimum=0, maximum=1000)
+        if DB_POOL_SIZE:
+            DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "portal.sqlite3")}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
