@@ -128,7 +128,6 @@ class StubEngine:
         send("[DONE]")
         self.finished.set()
 
-
     def _hang(self, connection: socket.socket) -> None:
         """Send nothing more; return once the portal closed the connection (or after a minute)."""
         connection.settimeout(60)
