@@ -157,3 +157,35 @@ def redis_url_through(proxy: TcpProxy, url: str) -> str:
     parts = urlsplit(url)
     credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
     return urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{proxy.port}"))
+
+
+@dataclass
+class RedisOutage:
+    """The cache and the channel layer, through a proxy the test cuts (REDIS_URL only)."""
+
+    proxy: TcpProxy
+
+    def cut(self) -> None:
+        self.proxy.cut()
+
+    def restore(self) -> None:
+        self.proxy.restore()
+
+
+@pytest.fixture(name="redis_outage")
+def redis_outage_fixture(settings: Any) -> Iterator[RedisOutage]:
+    """Point the cache and the channel layer at a proxy in front of the shared Redis."""
+    if not settings.REDIS_URL:
+        pytest.skip("a Redis outage needs REDIS_URL (CI's PostgreSQL and Redis pass sets it)")
+    server = urlsplit(settings.REDIS_URL)
+    proxy = TcpProxy((server.hostname or "127.0.0.1", server.port or 6379))
+    caches = {"default": {**settings.CACHES["default"], "LOCATION": redis_url_through(proxy, settings.CACHE_URL)}}
+    layer = settings.CHANNEL_LAYERS["default"]
+    config = {**layer["CONFIG"], "hosts": [redis_url_through(proxy, settings.REDIS_URL)]}
+    # Through the settings fixture: Django and Channels drop their clients when these change.
+    settings.CACHES = caches
+    settings.CHANNEL_LAYERS = {"default": {**layer, "CONFIG": config}}
+    try:
+        yield RedisOutage(proxy)
+    finally:
+        proxy.close()
