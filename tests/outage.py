@@ -127,6 +127,9 @@ class DatabaseOutage:
     def restore(self) -> None:
         if self.proxy is not None:
             self.proxy.restore()
+            # A web process drops a broken connection when the next request starts
+            # (close_old_connections); Django's test client turns that off, so do it here.
+            connections["default"].close_if_unusable_or_obsolete()
             return
         if self._real is not None:
             setattr(BaseDatabaseWrapper, "_cursor", self._real)  # noqa: B010
