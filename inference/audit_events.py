@@ -39,6 +39,10 @@ REFUSED_BY_PREPARE = frozenset(
     {"engine_unavailable", "quota_exceeded", "rate_limited", "refused_by_plugin", "plugin_failed"}
 )
 LOST = "lost"
+# A generation whose engine dropped its stream (the process died: killed, out of memory, ...).
+# The answer is kept as interrupted (or failed, before any text); the audit outcome says why.
+ENGINE_CRASH = "engine_crash"
+ENGINE_DROPPED_STREAM = "engine_disconnected"
 
 
 def _user(user_id: int | None) -> Any:
@@ -47,7 +51,11 @@ def _user(user_id: int | None) -> Any:
 
 def record_generation(prepared: Prepared, outcome: Outcome) -> None:
     """Write the generation's one event (call inside the settlement transaction; raises on failure)."""
-    status = LOST if outcome.error_code == LOST else outcome.status
+    status = outcome.status
+    if outcome.error_code == LOST:
+        status = LOST
+    elif outcome.error_code == ENGINE_DROPPED_STREAM:
+        status = ENGINE_CRASH
     record(
         GENERATION,
         actor=_user(prepared.user_id),

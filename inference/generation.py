@@ -40,7 +40,7 @@ from inference.engine_router import EngineTarget, EngineUnavailable, pick_engine
 from inference.prompt_tokens import count_prompt_tokens
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling
-from portal import metrics
+from portal import metrics, outage
 from portal.audit.request_context import set_request_id
 from portal.hooks import get_hooks
 from portal.plugins import generation_hooks
@@ -372,7 +372,7 @@ class Generation:
             await self._send(rest)
         outcome = self._outcome(status, error_code, error_message)
         try:
-            await database_sync_to_async(self._settle)(outcome)
+            await self._settle_when_the_database_answers(outcome)
         finally:
             # Also when settlement failed: the active-generations gauge must come down.
             metrics.generation_finished(
@@ -456,6 +456,24 @@ class Generation:
             error_code=error_code,
             error_message=error_message[:500],
         )
+
+    async def _settle_when_the_database_answers(self, outcome: Outcome) -> None:
+        # The answer is only in memory until settled: during a database outage keep it and
+        # retry (the settlement transaction rolled back whole each time), for up to
+        # GENERATION_SETTLE_RETRY_SECONDS; then raise as any other failed settlement.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.GENERATION_SETTLE_RETRY_SECONDS
+        pause = 0.25
+        while True:
+            try:
+                await database_sync_to_async(self._settle)(outcome)
+                return
+            except outage.DATABASE_ERRORS as exc:
+                if loop.time() + pause > deadline:
+                    raise
+                logger.warning("settling %s waits for the database: %s", outcome.request_id, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _settle(self, outcome: Outcome) -> None:
         with transaction.atomic():

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from portal import metrics
+from portal import metrics, outage
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
 
     Subclasses call ``await self.user_still_active()`` before acting on a message so a
     user who was disabled meanwhile is cut off. A message whose handler fails with an
-    unexpected exception is logged and answered with an ``internal_error`` frame; the socket
-    stays open.
+    unexpected exception is logged and answered with an ``internal_error`` frame, one that
+    meets a database or Redis outage with ``database_unavailable`` / ``redis_unavailable``;
+    the socket stays open.
     """
 
     _counted_open = False
@@ -52,6 +53,12 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
         except StopConsumer:
             raise
+        except outage.OUTAGE_ERRORS as exc:
+            # The database or Redis is down: the frame's transaction rolled back, so nothing
+            # of it was saved; the socket stays open for when the part is back.
+            part = outage.outage_of(exc) or outage.DATABASE
+            logger.warning("%s: the %s is down (%s)", type(self).__name__, part, exc)
+            await self.send_error(f"{part}_unavailable", outage.message_for(part))
         except Exception:
             # Last resort: one bad frame or event must not close the socket for the others.
             logger.exception("%s failed on a %s message", type(self).__name__, message.get("type"))

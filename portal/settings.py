@@ -168,7 +168,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "portal.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -583,6 +583,9 @@ CHAT_ATTACH_TIMEOUT = env_float("PORTAL_CHAT_ATTACH_TIMEOUT", 5.0, minimum=0.5, 
 CHAT_RETENTION_DAYS = env_int("PORTAL_CHAT_RETENTION_DAYS", 0, minimum=0)
 # Shared by the chat and the /v1 API (inference/generation.py).
 GENERATION_FRAMES_PER_SECOND = env_float("PORTAL_FRAMES_PER_SECOND", 20.0, minimum=1.0, maximum=100.0)
+# Seconds a finished answer keeps retrying its settlement while the database is down (the
+# ledger, the stored answer and the audit event are written once it is back).
+GENERATION_SETTLE_RETRY_SECONDS = env_float("PORTAL_SETTLE_RETRY_SECONDS", 60.0, minimum=0.0, maximum=3600.0)
 GENERATION_MAX_TOKENS_LIMIT = env_int("PORTAL_MAX_TOKENS_LIMIT", 4096, minimum=1)
 GENERATION_MAX_TOKENS_DEFAULT = env_int(
     "PORTAL_MAX_TOKENS_DEFAULT", min(1024, GENERATION_MAX_TOKENS_LIMIT), minimum=1, maximum=GENERATION_MAX_TOKENS_LIMIT

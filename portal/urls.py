@@ -20,6 +20,9 @@ def _included(mount: UrlMount) -> Any:
     return include((mount.urlconf, mount.namespace), namespace=mount.namespace)
 
 
+# An outage of the database or Redis is a 503, any other failure the 500 page (portal/outage.py).
+handler500 = "portal.views.server_error"
+
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),

@@ -128,6 +128,67 @@ async def call(
     return Reply(start["status"], headers_out, b"".join(chunks))
 
 
+@dataclass
+class OpenStream:
+    """A streamed request still running: its chunks with the loop time each arrived at."""
+
+    task: asyncio.Task[Any]
+    inbox: asyncio.Queue[dict[str, Any]]
+    outbox: asyncio.Queue[dict[str, Any]]
+    chunks: list[tuple[float, bytes]] = field(default_factory=list)
+    status: int = 0
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    reader: asyncio.Task[None] | None = None
+
+    async def read(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = await self.outbox.get()
+        self.status = start["status"]
+        while True:
+            message = await self.outbox.get()
+            self.chunks.append((loop.time(), message.get("body", b"")))
+            if not message.get("more_body", False):
+                self.ended.set()
+                return
+
+    def events(self) -> list[tuple[float, Any]]:
+        """The SSE ``data:`` payloads so far, decoded, each with the time its chunk arrived."""
+        found: list[tuple[float, Any]] = []
+        for at, body in self.chunks:
+            for block in body.decode().split("\n\n"):
+                if block.startswith("data: "):
+                    data = block[6:]
+                    found.append((at, data if data == "[DONE]" else json.loads(data)))
+        return found
+
+    def text(self) -> str:
+        return "".join(
+            event["choices"][0]["delta"].get("content") or ""
+            for _, event in self.events()
+            if isinstance(event, dict) and event.get("choices")
+        )
+
+    async def disconnect(self) -> None:
+        """The client goes away (as Daphne tells Django when the socket closes)."""
+        await self.inbox.put({"type": "http.disconnect"})
+        await asyncio.wait_for(self.task, 30)
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+async def open_stream(body: Any, *, key: str) -> OpenStream:
+    """Start a streamed POST to /v1/chat/completions through the ASGI app; read it in a task."""
+    data = json.dumps(body).encode()
+    sent = {"content-type": "application/json", "content-length": str(len(data)), "authorization": f"Bearer {key}"}
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "http.request", "body": data, "more_body": False})
+    task = asyncio.create_task(application(_scope("POST", PATH, sent), inbox.get, outbox.put))
+    stream = OpenStream(task, inbox, outbox)
+    stream.reader = asyncio.create_task(stream.read())
+    return stream
+
+
 def chat(**fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"model": "stub-model", "messages": [{"role": "user", "content": "Hello?"}]}
     body.update(fields)

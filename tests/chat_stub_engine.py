@@ -27,6 +27,9 @@ class Script:
     pieces: list[tuple[str, str]] = field(default_factory=lambda: [("", "Hello"), ("", " world")])
     delay: float = 0.0
     crash_after: int | None = None  # close the connection after this many pieces, mid-answer
+    # Stop sending after this many pieces and hold the connection open (a hung engine), until
+    # the portal closes it (``closed_early`` is then set).
+    hang_after: int | None = None
     usage: bool = True
     first_delay: float = 0.0
 
@@ -110,6 +113,9 @@ class StubEngine:
                 # The engine died: the connection drops with no finish and no [DONE].
                 connection.shutdown(socket.SHUT_RDWR)
                 return
+            if script.hang_after is not None and index >= script.hang_after:
+                self._hang(connection)
+                return
             delta = {"content": content} if content else {"reasoning_content": reasoning}
             send({"id": "stub", "model": body["model"], "choices": [{"index": 0, "delta": delta}]})
             if script.delay:
@@ -121,6 +127,16 @@ class StubEngine:
             send({"id": "stub", "model": body["model"], "choices": [], "usage": usage})
         send("[DONE]")
         self.finished.set()
+
+    def _hang(self, connection: socket.socket) -> None:
+        """Send nothing more; return once the portal closed the connection (or after a minute)."""
+        connection.settimeout(60)
+        try:
+            while connection.recv(4096):
+                pass  # the request was read already: nothing else is expected
+        except OSError:
+            return
+        self.closed_early.set()
 
 
 def register(url: str, *, name: str = "stub", reasoning: bool = True) -> None:

@@ -84,18 +84,20 @@ async def test_a_stop_mid_answer_writes_one_event(alice, stub, reason, expected)
     assert event.completion_tokens > 0
 
 
-async def test_an_engine_crash_mid_answer_writes_one_interrupted_event(alice, stub):
+async def test_an_engine_crash_mid_answer_writes_one_engine_crash_event(alice, stub):
     stub.script = Script(pieces=[("", "one "), ("", "two "), ("", "three")], crash_after=2)
     outcome = await Generation(await prepared_for(alice), RecordingSink()).run()
-    assert (await only_event_of(outcome)).outcome == "interrupted"
+    assert outcome.status == "interrupted"
+    assert (await only_event_of(outcome)).outcome == "engine_crash"
 
 
-async def test_an_engine_failure_before_any_token_writes_one_error_event(alice, stub):
+async def test_an_engine_crash_before_any_token_writes_one_engine_crash_event(alice, stub):
     stub.script = Script(crash_after=0)
     outcome = await Generation(await prepared_for(alice), RecordingSink()).run()
+    assert outcome.status == "error"
     event = await only_event_of(outcome)
-    assert event.outcome == "error"
-    assert event.details["error_code"] == outcome.error_code
+    assert event.outcome == "engine_crash"
+    assert event.details["error_code"] == outcome.error_code == "engine_disconnected"
 
 
 async def test_a_shutdown_cancellation_writes_one_interrupted_event(alice, stub):

@@ -78,7 +78,7 @@ def refusals_since(since: datetime) -> list[dict[str, Any]]:
     """Return the generations refused since ``since`` (over quota, rate limited, by a plugin, ...), by outcome."""
     rows = (
         Event.objects.filter(action="generation", created_at__gte=since)
-        .exclude(outcome__in=["complete", "stopped", "interrupted", "error", "lost"])
+        .exclude(outcome__in=["complete", "stopped", "interrupted", "error", "lost", "engine_crash"])
         .values("outcome")
         .annotate(count=Count("seq"))
         .order_by("-count", "outcome")
