@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from tests.browser import WebPortal
 from tests.test_settings import run_manage, runportal_argv, settings_under
@@ -61,7 +62,7 @@ def daphne(tmp_path_factory: Any) -> Iterator[tuple[WebPortal, str]]:
 def open_ws(web: WebPortal, cookie: str, path: str) -> ClientConnection:
     return connect(
         f"ws://127.0.0.1:{web.port}{path}",
-        origin=web.url,  # type: ignore[arg-type]
+        origin=Origin(web.url),
         additional_headers={"Cookie": cookie},
         open_timeout=10,
     )

@@ -29,7 +29,9 @@ from tests.chat_stub_engine import StubEngine, register
 from tests.hypothesis_settings import fuzz_settings
 from tests.websocket import open_socket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# 2,000 examples in CI, each a few frames through the full stack and a fresh sign-in check per
+# frame: more than the suite's default per-test timeout on a busy machine.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(1800)]
 
 TIMEOUT = 10
 KNOWN_TYPES = ["chat.send", "chat.regenerate", "chat.edit", "chat.stop", "chat.attach"]
@@ -73,7 +75,8 @@ frames = (
     | st.integers(4_000, 6_000).map(lambda digits: ("text", '{"type": "chat.send", "content": 1' + "9" * digits + "}"))
     | st.binary(max_size=100).map(lambda data: ("bytes", data))
 )
-exchanges = st.lists(frames, min_size=1, max_size=3)
+# Up to two frames before the probe: enough for out-of-order pairs (stop before send, edit then regenerate).
+exchanges = st.lists(frames, min_size=1, max_size=2)
 
 DEEP = ("text", "[" * 50_000)  # nested deeper than Python's JSON parser recurses
 
@@ -97,7 +100,8 @@ class LiveSocket:
 
     def exchange(self, sent: list[tuple[str, Any]]) -> list[dict[str, Any]]:
         """Send the frames and a probe; return every frame received up to the probe's answer."""
-        return self.run(self._exchange(sent))
+        answers: list[dict[str, Any]] = self.run(self._exchange(sent))
+        return answers
 
     async def _exchange(self, sent: list[tuple[str, Any]]) -> list[dict[str, Any]]:
         for kind, value in sent:
@@ -115,7 +119,7 @@ class LiveSocket:
         self.probes += 1
         probe = f"fuzz.probe.{self.probes}"
         await self.communicator.send_to(text_data=json.dumps({"type": probe}))
-        received = []
+        received: list[dict[str, Any]] = []
         while True:
             output = await self.communicator.receive_output(timeout=TIMEOUT)
             assert output["type"] == "websocket.send", f"the socket closed: {output}"

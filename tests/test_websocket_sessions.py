@@ -8,6 +8,7 @@ user in, 4403 when the user is still signed in but no longer allowed on that soc
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -126,7 +127,7 @@ async def test_a_role_taken_away_from_the_groups_side_closes_the_socket_too(alic
 
 async def test_a_frame_after_the_session_expired_is_refused(alice):
     chat = await socket_of(await signed_in_client(alice))
-    await database_sync_to_async(Session.objects.update)(expire_date=timezone.now() - timezone.timedelta(seconds=1))
+    await database_sync_to_async(Session.objects.update)(expire_date=timezone.now() - timedelta(seconds=1))
     await chat.send_to(text_data=json.dumps({"type": "chat.attach", "conversation": None}))
     # Closed instead of answered: no "attached" frame comes first.
     assert await closed_with(chat) == 4401
