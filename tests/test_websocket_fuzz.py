@@ -24,7 +24,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from chat.models import Conversation, Message
-from tests.chat_socket import frames_until, saved_counts
+from tests.chat_socket import frames_until, saved_counts, wind_down_loop
 from tests.chat_stub_engine import StubEngine, register
 from tests.hypothesis_settings import fuzz_settings
 from tests.websocket import open_socket
@@ -130,6 +130,8 @@ class LiveSocket:
 
     def close(self) -> None:
         self.run(self.communicator.disconnect())
+        # The channel layer was made on this loop: later tests must get one of their own.
+        self.run(wind_down_loop())
         self.loop.close()
 
 
