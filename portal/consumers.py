@@ -41,9 +41,10 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
             return
         if self._closed_by_check:
             return  # closed for a lapsed sign-in: nothing more is read or sent
-        if kind == "websocket.receive" and not await self.user_still_active():
-            return
         try:
+            # Inside the try: a check that fails (the database is down) refuses the frame.
+            if kind == "websocket.receive" and not await self.user_still_active():
+                return
             await super().dispatch(message)
         except StopConsumer:
             raise
