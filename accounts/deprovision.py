@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import transaction
@@ -19,7 +17,7 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from portal.consumers import user_group
+from portal.socket_sessions import recheck_user_sockets
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -41,10 +39,11 @@ def delete_sessions(user_id: int) -> int:
 
 
 def close_sockets(user_id: int) -> None:
-    """Close every open WebSocket of the user (in every web process, through the channel layer)."""
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "user.deactivated"})
+    """Close every open WebSocket of the user (in every web process, through the channel layer).
+
+    The sockets check their sign-in again and find the account inactive and the sessions gone.
+    """
+    recheck_user_sockets(user_id)
 
 
 def cut_off(user_id: int) -> None:

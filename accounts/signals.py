@@ -1,4 +1,5 @@
-"""Keep staff flags in step with the Admins group; remember who signed up themselves and who chose a password."""
+"""Keep staff flags in step with the Admins group; remember who signed up themselves and who
+chose a password; tell open sockets when a sign-in ends or a role changes (portal/socket_sessions.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Any
 from allauth.account.signals import password_changed, password_reset, password_set, user_signed_up
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db.models.signals import m2m_changed
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import PasswordChangeRequired, SelfSignUp
 from accounts.roles import ADMINS
+from portal.socket_sessions import recheck_user_sockets
 
 User = get_user_model()
 
@@ -53,3 +57,57 @@ def remember_self_sign_up(sender: Any, request: Any, user: Any, **kwargs: Any) -
 def forget_required_password_change(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     # The user chose this password themselves: the printed one is gone.
     PasswordChangeRequired.objects.filter(user=user).delete()
+
+
+# --- Open WebSockets follow the account (docs/websocket.md, "Staying signed in") ---------------
+
+
+def _recheck_after_commit(user_ids: set[int]) -> None:
+    # After the commit, or a socket could re-read the account before the change is visible.
+    def run() -> None:
+        for user_id in user_ids:
+            recheck_user_sockets(user_id)
+
+    transaction.on_commit(run)
+
+
+@receiver(user_logged_out)
+def close_sockets_of_the_ended_session(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if user is None or request is None:
+        return
+    # Sent before logout() deletes the session: name it, so its sockets need not look it up.
+    ended = getattr(getattr(request, "session", None), "session_key", None)
+    recheck_user_sockets(user.pk, ended_session=ended)
+
+
+@receiver(pre_save, sender=User)
+def remember_password_hash(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return
+    instance._portal_old_password = User.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+
+
+@receiver(post_save, sender=User)
+def recheck_sockets_after_a_password_change(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    old = getattr(instance, "_portal_old_password", None)
+    instance._portal_old_password = None
+    if not created and old is not None and old != instance.password:
+        _recheck_after_commit({instance.pk})
+
+
+@receiver(m2m_changed, sender=User.groups.through)
+def recheck_sockets_after_a_role_change(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+) -> None:
+    if reverse and action == "pre_clear":
+        # A group emptied from its side: the members are only known before the clear.
+        instance._portal_cleared_users = set(instance.user_set.values_list("pk", flat=True))
+        return
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    if not reverse:
+        _recheck_after_commit({instance.pk})
+    elif action == "post_clear":
+        _recheck_after_commit(getattr(instance, "_portal_cleared_users", set()))
+    else:
+        _recheck_after_commit(set(pk_set or ()))

@@ -5,7 +5,6 @@ The protocol (every frame, field, error code and close code) is in docs/websocke
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,25 +43,12 @@ class ChatConsumer(AuthenticatedJsonConsumer):
 
     # --- from the browser -------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
-        if text_data is None:
-            await self.send_error("bad_json", "send JSON text frames")
-            return
-        if len(text_data) > _frame_limit():
-            await self.send_error("content_too_long", "the frame is too large")
-            return
-        try:
-            content = json.loads(text_data)
-        except ValueError:
-            await self.send_error("bad_json", "the frame is not valid JSON")
-            return
-        if not isinstance(content, dict):
-            await self.send_error("bad_json", "the frame must be a JSON object")
-            return
-        await self.receive_json(content)
+    def max_frame_chars(self) -> int:
+        return _frame_limit()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not await self.user_still_active() or self.viewer is None:
+        # The sign-in was checked again before this frame (AuthenticatedJsonConsumer.dispatch).
+        if self.viewer is None:
             return
         kind = content.get("type")
         action = _ACTIONS.get(kind) if isinstance(kind, str) else None

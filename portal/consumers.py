@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -10,46 +11,41 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from portal import metrics, outage
+from portal.socket_sessions import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, session_user, user_group
 
 logger = logging.getLogger(__name__)
 
-# Close codes in the private range (4000-4999), documented in docs/websocket.md.
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-
-
-def user_group(user_id: int) -> str:
-    """Return the channel group every socket of the user joins (a deactivation closes them all)."""
-    return f"user.{user_id}"
-
-
-@database_sync_to_async
-def _user_is_active(user_id: int) -> bool:
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
-
 
 class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
-    """A JSON WebSocket that only logged-in, active users may open.
+    """A JSON WebSocket that only signed-in, active users with the right role may open and keep.
 
-    Subclasses call ``await self.user_still_active()`` before acting on a message so a
-    user who was disabled meanwhile is cut off. A message whose handler fails with an
+    The sign-in is checked again (``portal.socket_sessions``) before every frame from the
+    browser and whenever the account changes (logout, password change, deactivation, role
+    change): the socket closes with 4401 when the session no longer signs the user in, 4403
+    when ``may_connect`` no longer allows them. A message whose handler fails with an
     unexpected exception is logged and answered with an ``internal_error`` frame, one that
     meets a database or Redis outage with ``database_unavailable`` / ``redis_unavailable``;
     the socket stays open.
     """
 
     _counted_open = False
+    _session_key: str | None = None
+    _closed_by_check = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "websocket.disconnect" and self._counted_open:
+        kind = message.get("type")
+        if kind == "websocket.disconnect" and self._counted_open:
             self._counted_open = False
             metrics.socket_closed()
-        if message.get("type") in ("websocket.connect", "websocket.disconnect"):
+        if kind in ("websocket.connect", "websocket.disconnect"):
             await super().dispatch(message)
             return
+        if self._closed_by_check:
+            return  # closed for a lapsed sign-in: nothing more is read or sent
         try:
+            # Inside the try: a check that fails (the database is down) refuses the frame.
+            if kind == "websocket.receive" and not await self.user_still_active():
+                return
             await super().dispatch(message)
         except StopConsumer:
             raise
@@ -61,8 +57,35 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(f"{part}_unavailable", outage.message_for(part))
         except Exception:
             # Last resort: one bad frame or event must not close the socket for the others.
-            logger.exception("%s failed on a %s message", type(self).__name__, message.get("type"))
+            logger.exception("%s failed on a %s message", type(self).__name__, kind)
             await self.send_error("internal_error", "the portal failed on this request; it was logged")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Decode a text frame holding a JSON object and hand it to ``receive_json``; refuse anything else."""
+        if text_data is None:
+            await self.send_error("bad_json", "send JSON text frames")
+            return
+        if len(text_data) > self.max_frame_chars():
+            await self.send_error("content_too_long", "the frame is too large")
+            return
+        try:
+            content = json.loads(text_data)
+        except (ValueError, RecursionError):
+            # RecursionError: a frame nested thousands of levels deep is no JSON we take either.
+            await self.send_error("bad_json", "the frame is not valid JSON")
+            return
+        if not isinstance(content, dict):
+            await self.send_error("bad_json", "the frame must be a JSON object")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Act on a frame from the browser; by default the socket takes none (``unknown_type``)."""
+        await self.send_error("unknown_type", f"unknown frame type {str(content.get('type'))[:40]!r}")
+
+    def max_frame_chars(self) -> int:
+        """Longest text frame decoded, in characters (Daphne's byte cap comes first, docs/websocket.md)."""
+        return 65_536
 
     async def send_error(self, code: str, message: str, **details: Any) -> None:
         """Send an error frame: ``{"type": "error", "code", "message", ...details}``."""
@@ -76,6 +99,8 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
         if not await self.may_connect(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        session = self.scope.get("session")
+        self._session_key = getattr(session, "session_key", None)
         await self.accept()
         # In self.groups, so Channels leaves the group when the socket closes.
         self.groups.append(user_group(user.pk))
@@ -85,19 +110,33 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
         await self.on_connected()
 
     async def may_connect(self, user: Any) -> bool:
-        """Role check for subclasses; any active user by default."""
+        """Role check for subclasses, at the handshake and at every re-check; any active user by default."""
         return True
 
     async def on_connected(self) -> None:
         """Hook run after the socket was accepted."""
 
-    async def user_deactivated(self, event: dict[str, Any]) -> None:
-        """Close at once: the account was deactivated or refused at sign-in (accounts/deprovision.py)."""
-        await self.close(code=CLOSE_UNAUTHENTICATED)
+    async def user_recheck(self, event: dict[str, Any]) -> None:
+        """The account changed (portal.socket_sessions.recheck_user_sockets): check the sign-in again."""
+        ended = event.get("ended_session")
+        if ended is not None and ended == self._session_key:
+            await self._close_for(CLOSE_UNAUTHENTICATED)
+            return
+        await self.user_still_active()
 
     async def user_still_active(self) -> bool:
-        """Re-check the user in the database; close the socket when disabled."""
-        if await _user_is_active(self.scope["user"].pk):
-            return True
-        await self.close(code=CLOSE_UNAUTHENTICATED)
-        return False
+        """Check the sign-in and the role again; close the socket (4401/4403) and return False when lapsed."""
+        if self._closed_by_check:
+            return False
+        user = await database_sync_to_async(session_user)(self._session_key, self.scope["user"].pk)
+        if user is None:
+            await self._close_for(CLOSE_UNAUTHENTICATED)
+            return False
+        if not await self.may_connect(user):
+            await self._close_for(CLOSE_FORBIDDEN)
+            return False
+        return True
+
+    async def _close_for(self, code: int) -> None:
+        self._closed_by_check = True
+        await self.close(code=code)

@@ -591,6 +591,21 @@ GENERATION_MAX_TOKENS_DEFAULT = env_int(
     "PORTAL_MAX_TOKENS_DEFAULT", min(1024, GENERATION_MAX_TOKENS_LIMIT), minimum=1, maximum=GENERATION_MAX_TOKENS_LIMIT
 )
 
+# --- WebSockets: Daphne's limits, passed by `python -m portal.daphne_server` (docs/websocket.md) ---
+# Largest message Daphne accepts; a larger one closes the socket with 1009 before the portal
+# reads it. The default leaves room for the longest chat frame (every character as \uXXXX).
+WS_MAX_MESSAGE_BYTES = env_int(
+    "PORTAL_WS_MAX_MESSAGE_BYTES",
+    max(2**20, (CHAT_MAX_MESSAGE_CHARS + CHAT_MAX_SYSTEM_PROMPT_CHARS) * 6 + 65_536),
+    minimum=4096,
+)
+# Daphne closes every socket this long after it opened: never later than the session ends.
+WS_TIMEOUT = env_int("PORTAL_WS_TIMEOUT", SESSION_COOKIE_AGE, minimum=60, maximum=SESSION_COOKIE_AGE)
+# An idle socket is pinged after this many seconds and closed when no pong comes back in time,
+# so half-open connections (a laptop gone to sleep, a dropped NAT entry) do not pile up.
+WS_PING_INTERVAL = env_int("PORTAL_WS_PING_INTERVAL", 20, minimum=1, maximum=3600)
+WS_PING_TIMEOUT = env_int("PORTAL_WS_PING_TIMEOUT", 30, minimum=1, maximum=3600)
+
 # --- Quotas (accounts/policies.py, accounts/ledger.py) -----------------------------------
 # The site default policy: what a user in no group with a policy (and no override) gets.
 # Unset means unlimited; PORTAL_DEFAULT_POLICY_MODELS empty means every served model.

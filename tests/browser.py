@@ -119,7 +119,10 @@ class WebPortal:
             self.manage("migrate", "--noinput", "-v0")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "portal.asgi:application"],
+                [
+                    *[sys.executable, "-m", "portal.daphne_server", "-b", "127.0.0.1", "-p", str(self.port)],
+                    "portal.asgi:application",
+                ],
                 cwd=BASE_DIR,
                 env=self.env,
                 stdout=log,

@@ -36,6 +36,11 @@ async def loop_cleaned_up() -> AsyncIterator[None]:
     that made them, so a layer left over from this test would fail in the next one.
     """
     yield
+    await wind_down_loop()
+
+
+async def wind_down_loop() -> None:
+    """Wait for the loop's other tasks (answers finishing), then close and forget the channel layers."""
     others = asyncio.all_tasks() - {asyncio.current_task()}
     if others:
         await asyncio.wait(others, timeout=TIMEOUT)

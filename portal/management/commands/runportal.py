@@ -15,6 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from portal.ports import port_is_free
 
+ASGI_APP = "portal.asgi:application"
+
 
 class Command(BaseCommand):
     help = "Run Daphne and the engine supervisor together and print the URL."
@@ -32,7 +34,8 @@ class Command(BaseCommand):
         python = sys.executable
         proxy_headers = ["--proxy-headers"] if settings.PORTAL_BEHIND_PROXY else []
         commands: dict[str, list[str]] = {
-            "web": [python, "-m", "daphne", "-b", host, "-p", str(port), *proxy_headers, "portal.asgi:application"],
+            # Daphne with the WebSocket limits from the settings (session-bound timeout, pings, size cap).
+            "web": [python, "-m", "portal.daphne_server", "-b", host, "-p", str(port), *proxy_headers, ASGI_APP],
         }
         if not options["no_engine"]:
             commands["engine"] = [python, str(settings.BASE_DIR / "manage.py"), "runengine"]
