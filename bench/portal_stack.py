@@ -4,7 +4,7 @@ Built on the test stack's machinery (``tests/stack.py``): a temporary data dir, 
 database (a fresh PostgreSQL database when ``DATABASE_URL`` is set, else SQLite), Redis as
 the channel layer and cache when ``REDIS_URL`` is set, ``migrate``, ``preparedemo`` and
 ``manage.py runengine``. The web process runs with production settings (``PORTAL_ENV=
-production``, ``DEBUG`` off) as ``runportal`` starts it (``python -m daphne``), only without
+production``, ``DEBUG`` off) as ``runportal`` starts it (``python -m portal.daphne_server``), only without
 the HTTPS redirect, since the benchmark talks plain HTTP on loopback as a proxy would.
 """
 

@@ -230,10 +230,19 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def start_web(self, port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-        """Start Daphne against the stack (same env and database); stopped at teardown."""
+        """Start Daphne as runportal does (portal.daphne_server) against the stack; stopped at teardown."""
         port = port or free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "portal.daphne_server",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "portal.asgi:application",
+            ],
             cwd=BASE_DIR,
             env=self.env,
             stdout=(self.data_dir / f"web-{port}.out").open("ab"),
