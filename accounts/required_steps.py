@@ -79,6 +79,10 @@ class RequiredStepsMiddleware:
         return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> HttpResponse | None:
+        if not getattr(view, "login_required", True):
+            # A public view (``login_not_required``: /healthz, /readyz, sign-in pages) needs no
+            # step and must not read the session: /readyz answers while the database is down.
+            return None
         step = pending_step(request.user)
         if step is None or request.resolver_match is None or request.resolver_match.view_name in step.open_pages:
             return None
