@@ -45,19 +45,17 @@ def count_prompt_tokens(target: EngineTarget, messages: list[dict[str, str]]) ->
     Never raises for the engine's sake.
     """
     body = {"model": target.served_model, "messages": messages, "add_generation_prompt": True}
+    address = target.address
     try:
-        response = httpx.post(
-            f"{target.base_url}/tokenize",
-            json=body,
-            headers={"Authorization": f"Bearer {target.api_key}"},
-            timeout=settings.TOKENIZE_TIMEOUT,
-            trust_env=False,
-        )
+        with address.client(timeout=settings.TOKENIZE_TIMEOUT) as client:
+            response = client.post(
+                address.url("/tokenize"), json=body, headers={"Authorization": f"Bearer {target.api_key}"}
+            )
         response.raise_for_status()
         count = response.json().get("count")
         if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
             return count, True
         logger.warning("engine %s answered /tokenize without a count", target.name)
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+    except (httpx.HTTPError, OSError, ValueError, AttributeError) as exc:
         logger.warning("engine %s could not count the prompt (%s); using the upper bound", target.name, exc)
     return upper_bound(messages), False
