@@ -90,11 +90,16 @@ def engine_address(config: EngineConfig) -> EngineAddress | None:
     supervisor ever started it).
     """
     if config.is_external:
-        return EngineAddress(text=config.url, ca_bundle=config.ca_bundle)
+        return external_address(config)
     state = getattr(config, "state", None)
     if state is None or not state.base_url:
         return None
     return EngineAddress(text=state.base_url)
+
+
+def external_address(config: EngineConfig) -> EngineAddress:
+    """An external engine's address: its registered URL and CA bundle (what :func:`engine_address` gives)."""
+    return EngineAddress(text=config.url, ca_bundle=config.ca_bundle)
 
 
 def socket_address(path: Path) -> str:
