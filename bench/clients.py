@@ -62,10 +62,14 @@ class Client(Protocol):
 
 
 class SseClient:
-    """An OpenAI-compatible streaming endpoint: vLLM directly, or the portal's ``/v1``."""
+    """An OpenAI-compatible streaming endpoint: vLLM directly, or the portal's ``/v1``.
 
-    def __init__(self, base_url: str, key: str, http: httpx.AsyncClient) -> None:
-        self.url = f"{base_url.rstrip('/')}/v1/chat/completions"
+    ``url`` is the chat completions URL; ``http`` the client that reaches it (for vLLM directly,
+    one over the engine's socket: :meth:`inference.engine_address.EngineAddress.async_client`).
+    """
+
+    def __init__(self, url: str, key: str, http: httpx.AsyncClient) -> None:
+        self.url = url
         self.headers = {"Authorization": f"Bearer {key}"}
         self.http = http
 

@@ -52,7 +52,7 @@ async def _drive(web_url: str, web_pid: int, stub_url: str, creds: portal_stack.
                     clients = await _connect_all(web_url, creds.cookie, count)
                 else:
                     base, key = (stub_url, stub_upstream.API_KEY) if mode == "direct" else (web_url, creds.api_key)
-                    clients = [SseClient(base, key, http) for _ in range(count)]
+                    clients = [SseClient(f"{base}/v1/chat/completions", key, http) for _ in range(count)]
                 rss_before = web.memory_info().rss
                 block: Block = await run_block(mode, clients, prompt, 1, web, timeout=BLOCK_TIMEOUT)
                 await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)

@@ -31,6 +31,7 @@ import psutil
 from bench import portal_stack, relay, report
 from bench.clients import ChatSocketClient, Client, Prompt, SseClient
 from bench.measure import Block, add_ratios, run_block, summarise
+from inference.engine_address import parse_address
 from tests.stack import BASE_DIR
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,11 +78,13 @@ class Targets:
         self.web_url = web_url
         self.creds = creds
 
-    async def clients(self, mode: str, count: int, http: httpx.AsyncClient) -> list[Client]:
-        if mode == "direct":
-            return [SseClient(self.engine["base_url"], self.engine["api_key"], http) for _ in range(count)]
+    async def clients(self, mode: str, count: int, http: httpx.AsyncClient, engine_http: httpx.AsyncClient
+                      ) -> list[Client]:  # fmt: skip
+        if mode == "direct":  # vLLM on its private socket, through engine_http
+            url = parse_address(self.engine["base_url"]).url("/v1/chat/completions")
+            return [SseClient(url, self.engine["api_key"], engine_http) for _ in range(count)]
         if mode == "api":
-            return [SseClient(self.web_url, self.creds.api_key, http) for _ in range(count)]
+            return [SseClient(f"{self.web_url}/v1/chat/completions", self.creds.api_key, http) for _ in range(count)]
         return list(await asyncio.gather(*(ChatSocketClient.connect(self.web_url, self.creds.cookie)
                                            for _ in range(count))))  # fmt: skip
 
@@ -91,16 +94,21 @@ async def drive(args: argparse.Namespace, targets: Targets, web: psutil.Process)
     prompt = Prompt(model=targets.engine["served_model"], content=QUESTION, max_tokens=args.max_tokens)
     blocks: dict[tuple[str, int], list[Block]] = {}
     limits = httpx.Limits(max_connections=max(args.concurrency) * 2, max_keepalive_connections=max(args.concurrency))
-    async with httpx.AsyncClient(timeout=httpx.Timeout(300, connect=30), limits=limits) as http:
+    timeout = httpx.Timeout(300, connect=30)
+    engine = parse_address(targets.engine["base_url"])
+    async with (
+        httpx.AsyncClient(timeout=timeout, limits=limits) as http,
+        engine.async_client(timeout=timeout, limits=limits) as engine_http,
+    ):
         for mode in args.modes:  # warm-up: the engine's first request and the web's imports
-            for client in await targets.clients(mode, 1, http):
+            for client in await targets.clients(mode, 1, http, engine_http):
                 await client.ask(prompt)
                 await client.close()
         for round_number in range(args.rounds):
             for concurrency in args.concurrency:
                 shift = round_number % len(args.modes)
                 for mode in args.modes[shift:] + args.modes[:shift]:
-                    clients = await targets.clients(mode, concurrency, http)
+                    clients = await targets.clients(mode, concurrency, http, engine_http)
                     per_stream = max(args.per_stream, -(-args.min_answers // concurrency))
                     block = await run_block(mode, clients, prompt, per_stream, web)
                     await asyncio.gather(*(client.close() for client in clients))

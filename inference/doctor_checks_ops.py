@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from inference import telemetry
+from inference.engine_address import fits_a_socket, is_private
 from inference.models import EngineConfig, EngineState
 from inference.planner import GIB, Capacity, PlanError, PlanSettings, load_shape, plan, weight_bytes
 from inference.vllm_flags import parse_extra_flags
@@ -262,4 +263,49 @@ def check_stream_interval() -> Iterator[Finding]:
             )
 
 
-ENGINE_OPS_CHECKS = (check_vllm_version, check_model_files, check_gpus, check_stream_interval)
+def check_engine_socket_dir() -> Iterator[Finding]:
+    """Managed engines listen on Unix sockets in a directory only the portal's user can open."""
+    if not _engines():
+        return
+    folder = Path(settings.ENGINE_SOCKET_DIR)
+    if not fits_a_socket(folder):
+        yield Finding(
+            "engine socket directory",
+            WARN,
+            f"{folder} is too long for a Unix socket path; the supervisor uses a private directory under /tmp.",
+            "Set PORTAL_ENGINE_SOCKET_DIR to a shorter path: web processes with their own /tmp "
+            "(systemd PrivateTmp) cannot reach sockets under the supervisor's /tmp.",
+        )
+    elif folder.exists() and not is_private(folder):
+        yield Finding(
+            "engine socket directory",
+            FAIL,
+            f"{folder} is not a directory owned by this user with mode 0700; engines will not start.",
+            f"chmod 700 {folder} (owned by the portal's user), or set PORTAL_ENGINE_SOCKET_DIR.",
+        )
+    else:
+        yield Finding("engine socket directory", OK, f"engines listen on sockets in {folder} (mode 0700)")
+
+
+def check_ray_backend() -> Iterator[Finding]:
+    """Ray (an unauthenticated runtime) only where multi-node serving is configured on purpose."""
+    for config in _engines():
+        try:
+            flags = dict(parse_extra_flags(config.extra_flags))
+        except ValidationError as exc:
+            if "--distributed-executor-backend" in config.extra_flags:
+                yield Finding(f"executor {config.name}", FAIL, " ".join(exc.messages),
+                              "Use --distributed-executor-backend mp, or see docs/engine.md for Ray.")  # fmt: skip
+            continue
+        if flags.get("--distributed-executor-backend") == "ray":  # parsed: the address passed the check
+            yield Finding(f"executor {config.name}", OK, f"Ray joins the cluster at {settings.ENGINE_RAY_ADDRESS}")
+
+
+ENGINE_OPS_CHECKS = (
+    check_vllm_version,
+    check_model_files,
+    check_gpus,
+    check_stream_interval,
+    check_engine_socket_dir,
+    check_ray_backend,
+)

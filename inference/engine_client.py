@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from inference.engine_address import EngineAddress
 from inference.engine_router import EngineTarget
 
 
@@ -75,25 +76,26 @@ class EngineError(Exception):
 
 @dataclass
 class _Pool:
-    # One client per event loop and CA bundle (an external engine may have its own CA).
-    clients: dict[tuple[asyncio.AbstractEventLoop, str], httpx.AsyncClient] = field(default_factory=dict)
+    # One client per event loop, socket and CA bundle: a managed engine's socket needs its own
+    # transport, an external engine may have its own CA; URLs without either share one.
+    clients: dict[tuple[asyncio.AbstractEventLoop, str, str], httpx.AsyncClient] = field(default_factory=dict)
 
 
 _pool = _Pool()
 
 
-def _client(ca_bundle: str = "") -> httpx.AsyncClient:
+def _client(address: EngineAddress) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     for other in [known for known in _pool.clients if known[0].is_closed()]:
         del _pool.clients[other]
-    client = _pool.clients.get((loop, ca_bundle))
+    key = (loop, address.socket_path, address.ca_bundle)
+    client = _pool.clients.get(key)
     if client is None or client.is_closed:
         # Read timeouts are enforced per chunk in stream_chat; httpx only bounds connecting.
         timeout = httpx.Timeout(connect=settings.ENGINE_CONNECT_TIMEOUT, read=None, write=30.0, pool=30.0)
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
-        client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, verify=verify)
-        _pool.clients[(loop, ca_bundle)] = client
+        client = address.async_client(timeout=timeout, limits=limits)
+        _pool.clients[key] = client
     return client
 
 
@@ -161,12 +163,13 @@ async def stream_chat(request: ChatRequest, target: EngineTarget) -> AsyncIterat
     headers = {"Authorization": f"Bearer {target.api_key}"}
     if request.request_id:
         headers["X-Request-Id"] = request.request_id
+    address = target.address
     try:
-        client = _client(target.ca_bundle)
+        client = _client(address)
     except (OSError, ssl.SSLError) as exc:  # an external engine's CA bundle went missing since the probe
         raise EngineError("engine_unavailable", f"the engine {target.name} cannot be reached securely") from exc
     outgoing = client.build_request(
-        "POST", f"{target.base_url}/v1/chat/completions", json=_body(request, target), headers=headers
+        "POST", address.url("/v1/chat/completions"), json=_body(request, target), headers=headers
     )
     first_token_timeout = settings.ENGINE_FIRST_TOKEN_TIMEOUT
     try:

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from inference import telemetry
+from inference.engine_address import EngineAddress, engine_address
 from inference.models import EngineConfig, EngineState, HostReading
 from inference.status import describe, supervisor_alive
 
@@ -25,12 +26,13 @@ ENGINE_SCRAPE_TIMEOUT = 2.0
 STATES = [value for value, _ in EngineState.State.choices]
 
 
-def read_engine_metrics(base_url: str) -> telemetry.MetricsReading | None:
+def read_engine_metrics(address: EngineAddress) -> telemetry.MetricsReading | None:
     """Read one engine's vLLM ``/metrics``; None when it does not answer in time."""
     try:
-        response = httpx.get(f"{base_url}/metrics", timeout=ENGINE_SCRAPE_TIMEOUT, trust_env=False)
-        response.raise_for_status()
-    except httpx.HTTPError:
+        with address.client(timeout=ENGINE_SCRAPE_TIMEOUT) as client:
+            response = client.get(address.url("/metrics"))
+            response.raise_for_status()
+    except (httpx.HTTPError, OSError):
         return None
     return telemetry.parse_metrics(response.text)
 
@@ -102,8 +104,9 @@ class EngineCollector:
                 # A web process never calls an external engine for this: the probe's last figures.
                 running.add_metric(name, state.running_requests)
                 waiting.add_metric(name, state.waiting_requests)
-            elif view.state == EngineState.State.READY and state.base_url and supervisor_alive(state):
-                reading = read_engine_metrics(state.base_url)
+            elif view.state == EngineState.State.READY and supervisor_alive(state):
+                address = engine_address(config)
+                reading = read_engine_metrics(address) if address is not None else None
             up.add_metric(name, 1 if reading is not None else 0)
             if reading is not None:
                 running.add_metric(name, reading.running)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from inference.engine_address import EngineAddress, engine_address
 from inference.engine_secrets import EngineKeyError, engine_api_key
 from inference.models import EngineConfig, EngineState
 from inference.status import EngineView, describe, engines, rank
@@ -21,13 +22,18 @@ class EngineTarget:
     """Where to send one request: a ready engine, its key (this launch's, or an external one's) and CA bundle."""
 
     name: str
-    base_url: str
+    base_url: str  # the stored address: ``unix:PATH`` (a managed engine) or a URL (inference.engine_address)
     api_key: str
     served_model: str
     reasoning: bool
     ca_bundle: str = ""
     # vLLM runs with --scheduling-policy priority: requests may carry a priority.
     priority_scheduling: bool = False
+
+    @property
+    def address(self) -> EngineAddress:
+        """Where to send the request, with the transport it needs (socket or URL)."""
+        return EngineAddress(text=self.base_url, ca_bundle=self.ca_bundle)
 
 
 class EngineUnavailable(Exception):
@@ -72,7 +78,8 @@ def pick_engine(model: str | None, allowed: frozenset[str] | None = None) -> Eng
         # Loads are the supervisors' last samples (every few seconds): ready engines equally loaded
         # by that count share a burst at random instead of all of it going to the first by name.
         view, config = secrets.choice([pair for pair in candidates if rank(pair[0])[:2] == rank(view)[:2]])
-    if view.state == EngineState.State.READY:
+    address = engine_address(config)
+    if view.state == EngineState.State.READY and address is not None:
         state = config.state
         try:
             api_key = engine_api_key(config) if config.is_external else state.api_key
@@ -81,11 +88,11 @@ def pick_engine(model: str | None, allowed: frozenset[str] | None = None) -> Eng
                                     model=model) from None  # fmt: skip
         return EngineTarget(
             name=config.name,
-            base_url=config.url if config.is_external else state.base_url,
+            base_url=address.text,
             api_key=api_key,
             served_model=model,
             reasoning=view.reasoning,
-            ca_bundle=config.ca_bundle,
+            ca_bundle=address.ca_bundle,
             priority_scheduling=config.scheduling_policy == EngineConfig.Scheduling.PRIORITY,
         )
     raise EngineUnavailable(view.state, view.message, progress=view.progress, model=model)

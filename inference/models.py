@@ -241,8 +241,11 @@ class EngineState(models.Model):
     diagnosis = models.TextField(blank=True, default="")
     remedies = models.JSONField(default=list, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)
-    base_url = models.CharField(max_length=100, blank=True, default="")
-    # This launch's key; the engine binds to loopback and only the portal holds the key.
+    # Where this launch listens: ``unix:PATH`` for a managed engine's socket (its directory is
+    # private to the portal's user), the URL for an external one; read through
+    # inference.engine_address, never joined to a path by hand.
+    base_url = models.CharField(max_length=500, blank=True, default="")
+    # This launch's key; only the portal holds it (vLLM checks it on /v1/* only, hence the socket).
     api_key = models.CharField(max_length=100, blank=True, default="")
     fingerprint = models.CharField(max_length=64, blank=True, default="")
     launched_at = models.DateTimeField(null=True, blank=True)

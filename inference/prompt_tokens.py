@@ -24,6 +24,7 @@ import threading
 import httpx
 from django.conf import settings
 
+from inference.engine_address import EngineAddress
 from inference.engine_router import EngineTarget
 
 logger = logging.getLogger(__name__)
@@ -31,19 +32,19 @@ logger = logging.getLogger(__name__)
 PER_MESSAGE_OVERHEAD = 16
 FIXED_OVERHEAD = 64
 
-# One client for the process, not one per count: building a client builds its SSL context,
-# about 30 ms of CPU per prompt on a loaded 2-core machine against 2 ms for a request on a
-# kept client (docs/benchmarks.md). httpx's client is safe to share between threads.
-_client: httpx.Client | None = None
-_client_lock = threading.Lock()
+# One client per engine address for the process, not one per count: building a client builds
+# its SSL context, about 30 ms of CPU per prompt on a loaded 2-core machine against 2 ms for a
+# request on a kept client (docs/benchmarks.md). httpx's client is safe to share between threads.
+_clients: dict[EngineAddress, httpx.Client] = {}
+_clients_lock = threading.Lock()
 
 
-def _http() -> httpx.Client:
-    global _client
-    with _client_lock:
-        if _client is None:
-            _client = httpx.Client(trust_env=False)
-        return _client
+def _http(address: EngineAddress) -> httpx.Client:
+    with _clients_lock:
+        client = _clients.get(address)
+        if client is None:
+            client = _clients[address] = address.client(timeout=settings.TOKENIZE_TIMEOUT)
+        return client
 
 
 def upper_bound(messages: list[dict[str, str]]) -> int:
@@ -60,9 +61,10 @@ def count_prompt_tokens(target: EngineTarget, messages: list[dict[str, str]]) ->
     Never raises for the engine's sake.
     """
     body = {"model": target.served_model, "messages": messages, "add_generation_prompt": True}
+    address = target.address
     try:
-        response = _http().post(
-            f"{target.base_url}/tokenize",
+        response = _http(address).post(
+            address.url("/tokenize"),
             json=body,
             headers={"Authorization": f"Bearer {target.api_key}"},
             timeout=settings.TOKENIZE_TIMEOUT,
@@ -72,6 +74,6 @@ def count_prompt_tokens(target: EngineTarget, messages: list[dict[str, str]]) ->
         if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
             return count, True
         logger.warning("engine %s answered /tokenize without a count", target.name)
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+    except (httpx.HTTPError, OSError, ValueError, AttributeError) as exc:
         logger.warning("engine %s could not count the prompt (%s); using the upper bound", target.name, exc)
     return upper_bound(messages), False

@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from inference.engine_address import engine_address
 from inference.models import EngineConfig, EngineState
 
 
@@ -188,7 +189,7 @@ def admin_snapshot() -> list[dict[str, Any]]:
                 # The probe's own sentence about an external engine ("Unreachable: cannot connect to ...").
                 "detail": state.message if config.is_external and state and view.state != "stopped" else "",
                 "pid": state.pid if state else None,
-                "url": config.url if config.is_external else state.base_url if state else "",
+                "url": address.text if (address := engine_address(config)) else "",
                 "port": config.port,
                 "launched_at": state.launched_at.isoformat() if state and state.launched_at else None,
                 "ready_at": state.ready_at.isoformat() if state and state.ready_at else None,

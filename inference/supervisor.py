@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -36,9 +37,19 @@ from inference import telemetry
 from inference.alerts import tell_admins
 from inference.audit_events import record_engine
 from inference.diagnosis import Diagnosis, diagnose
+from inference.engine_address import (
+    EngineAddress,
+    SocketDirError,
+    listener_is_ours,
+    parse_address,
+    release_socket_dir,
+    remove_stale_socket,
+    socket_address,
+    socket_path,
+)
 from inference.engine_process import EngineProcess, note
 from inference.external_probe import ExternalProbe
-from inference.launch_command import LOOPBACK, build_launch, engine_python
+from inference.launch_command import build_launch, engine_python
 from inference.models import EngineConfig, EngineState
 from inference.status import supervisor_alive
 
@@ -80,7 +91,8 @@ class Supervisor:
         self.stopping = False
         self._next_host_reading = 0.0
         self._next_prune = 0.0
-        self._http = httpx.Client(timeout=httpx.Timeout(3.0), trust_env=False)
+        # One client per engine address (a socket needs its own transport).
+        self._clients: dict[str, httpx.Client] = {}
         self.external = ExternalProbe(self.host, self.pid)
 
     # --- loop -------------------------------------------------------------------------
@@ -110,17 +122,27 @@ class Supervisor:
             if runner.process is not None:
                 runner.process.stop()
                 runner.process = None
+                stopped = EngineState.objects.filter(pk=engine_id).first()
+                if stopped is not None:
+                    self._forget_socket(stopped)
                 config = EngineConfig.objects.filter(pk=engine_id).first()
                 if config is not None:
                     record_engine("stopped", config, reason="supervisor stopped")
             # Only rows this supervisor wrote: an engine another supervisor runs is not stopped.
             EngineState.objects.filter(pk=engine_id, supervisor_host=self.host, supervisor_pid=self.pid).update(
-                state=State.STOPPED, progress=None, pid=None, api_key="", exited_at=timezone.now(),
+                state=State.STOPPED, progress=None, pid=None, api_key="", base_url="", exited_at=timezone.now(),
                 message="supervisor stopped", updated_at=timezone.now(),
             )  # fmt: skip
-        self._http.close()
+        self.close_clients()
+        release_socket_dir()
         self.external.shutdown()
         log.info("engine supervisor stopped")
+
+    def close_clients(self) -> None:
+        """Close the HTTP clients of the engines' addresses."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     def managed(self) -> list[EngineConfig]:
         engines = EngineConfig.objects.select_related("state").order_by("name")
@@ -188,6 +210,7 @@ class Supervisor:
             state.save(update_fields=[*sorted(changed), "updated_at"])
             runner.process.stop()
             runner.process = None
+            self._forget_socket(state)
             record_engine("stopped", config, reason="stop requested")
         if state.state != State.STOPPED or state.crash_count:
             self._set(
@@ -236,20 +259,37 @@ class Supervisor:
 
     def _fingerprint(self, config: EngineConfig) -> str:
         try:
-            return build_launch(config, engine_python(), api_key="", mark="").fingerprint
-        except ValidationError:
+            return build_launch(config, engine_python(), api_key="", mark="", socket=socket_path(config)).fingerprint
+        except (ValidationError, SocketDirError):
             return ""
+
+    def _forget_socket(self, state: EngineState) -> None:
+        """Remove a stopped launch's socket file and its client (the next launch binds afresh)."""
+        address = parse_address(state.base_url)
+        client = self._clients.pop(address.text, None)
+        if client is not None:
+            client.close()
+        if address.socket_path:
+            remove_stale_socket(Path(address.socket_path))
 
     def _launch(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
         api_key = secrets.token_urlsafe(32)
         mark = f"{config.name}:{uuid.uuid4().hex}"
         try:
-            launch = build_launch(config, engine_python(), api_key=api_key, mark=mark)
+            socket = socket_path(config)
+            launch = build_launch(config, engine_python(), api_key=api_key, mark=mark, socket=socket)
+        except SocketDirError as exc:
+            diagnosis = Diagnosis("socket_dir", str(exc), ["Make the directory private (mode 0700, owned by the "
+                                  "portal's user) or choose another with PORTAL_ENGINE_SOCKET_DIR."])  # fmt: skip
+            self._fail(config, state, changed, diagnosis, code=None, final=True)
+            return
         except ValidationError as exc:
             diagnosis = Diagnosis("bad_flag", "The extra flags are invalid: " + " ".join(exc.messages),
                                   ["Correct the extra flags in the engine config."])  # fmt: skip
             self._fail(config, state, changed, diagnosis, code=None, final=True)
             return
+        # A previous launch's socket file would make vLLM's bind fail; the directory is ours alone.
+        remove_stale_socket(socket)
         runner.process = EngineProcess(config.name, launch)
         runner.fingerprint = launch.fingerprint
         runner.launched_at = timezone.now()
@@ -258,12 +298,12 @@ class Supervisor:
         runner.previous_metrics = None
         self._set(
             state, changed, state=State.STARTING, progress=0.0, message="engine starting",
-            pid=None, api_key=api_key, base_url=f"http://{LOOPBACK}:{config.port}", fingerprint=launch.fingerprint,
+            pid=None, api_key=api_key, base_url=socket_address(socket), fingerprint=launch.fingerprint,
             launched_at=runner.launched_at, ready_at=None, next_retry_at=None, running_requests=0, waiting_requests=0,
             kv_cache_usage=None, log_tail="",
         )  # fmt: skip
-        log.info("engine %s launching on port %s", config.name, config.port)
-        record_engine("started", config, port=config.port, fingerprint=launch.fingerprint)
+        log.info("engine %s launching on %s", config.name, socket)
+        record_engine("started", config, socket=str(socket), fingerprint=launch.fingerprint)
 
     def _observe(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
         process = runner.process
@@ -278,7 +318,7 @@ class Supervisor:
                           message=f"model loading {round(process.progress * 100)}%")  # fmt: skip
             if now >= runner.next_health:
                 runner.next_health = now + STARTING_HEALTH_INTERVAL
-                if self._healthy(state.base_url):
+                if self._healthy(process, state.base_url):
                     process.output.mark_ready()
                     runner.health_failures = 0
                     runner.next_health = now + READY_HEALTH_INTERVAL
@@ -304,7 +344,7 @@ class Supervisor:
 
     def _still_healthy(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> bool:
         """Check a ready engine's /health; after HEALTH_FAILURES misses in a row, stop it as hung."""
-        if self._healthy(state.base_url, timeout=READY_HEALTH_TIMEOUT):
+        if self._healthy(runner.process, state.base_url, timeout=READY_HEALTH_TIMEOUT):
             runner.health_failures = 0
             return True
         if runner.process is None or runner.process.vllm_exited():
@@ -331,15 +371,30 @@ class Supervisor:
         self._fail(config, state, changed, diagnosis, code=code, final=False)
         return False
 
-    def _healthy(self, base_url: str, timeout: float = STARTING_HEALTH_TIMEOUT) -> bool:
+    def _client(self, address: EngineAddress) -> httpx.Client:
+        client = self._clients.get(address.text)
+        if client is None:
+            client = self._clients[address.text] = address.client(timeout=httpx.Timeout(3.0))
+        return client
+
+    def _healthy(self, process: EngineProcess | None, base_url: str, timeout: float = STARTING_HEALTH_TIMEOUT) -> bool:
+        """True when the process we launched answers 200 on /health.
+
+        Whoever listens on the socket must be our guard's descendant: an answer from any other
+        process (one that bound the path first) is no sign of our engine.
+        """
+        address = parse_address(base_url)
+        if process is None or not listener_is_ours(address, process.guard.pid):
+            return False
         try:
-            return self._http.get(f"{base_url}/health", timeout=timeout).status_code == 200
+            return self._client(address).get(address.url("/health"), timeout=timeout).status_code == 200
         except httpx.HTTPError:
             return False
 
     def _scrape(self, config: EngineConfig, state: EngineState, runner: Runner, changed: set[str]) -> None:
+        address = parse_address(state.base_url)
         try:
-            response = self._http.get(f"{state.base_url}/metrics")
+            response = self._client(address).get(address.url("/metrics"))
             response.raise_for_status()
         except httpx.HTTPError as exc:
             log.warning("engine %s: /metrics failed: %s", config.name, exc)

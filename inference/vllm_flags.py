@@ -12,12 +12,14 @@ flags, not only the admin form. ``inference.launch_command`` reads them again at
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 Check = Callable[[str], str | None]
@@ -66,6 +68,39 @@ def _json_object(value: str) -> str | None:
     return None if isinstance(parsed, dict) else "must be a JSON object"
 
 
+def ray_address_problem(address: str) -> str | None:
+    """Why ``address`` (``PORTAL_ENGINE_RAY_ADDRESS``, ``IP:PORT``) cannot host Ray; None when it can.
+
+    Ray's runtime has no authentication: whoever reaches its ports runs code in the engine.
+    So it is accepted only at a private IP address (RFC 1918, unique-local IPv6, loopback),
+    given as an address rather than a name that could resolve elsewhere.
+    """
+    if not address:
+        return (
+            "Ray starts a runtime without authentication; it is allowed only for multi-node serving "
+            "set up on purpose: set PORTAL_ENGINE_RAY_ADDRESS to the private IP:PORT of your Ray head "
+            "(docs/engine.md), or use mp"
+        )
+    host, colon, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"PORTAL_ENGINE_RAY_ADDRESS {address!r} must be IP:PORT with a private IP address"
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"PORTAL_ENGINE_RAY_ADDRESS {address!r} must be IP:PORT"
+    if ip.is_unspecified or not (ip.is_private or ip.is_loopback):
+        return f"PORTAL_ENGINE_RAY_ADDRESS {address!r} is not a private address; Ray must not face a public network"
+    return None
+
+
+def _executor_backend(value: str) -> str | None:
+    problem = _choice("mp", "ray", "uni")(value)
+    if problem or value != "ray":
+        return problem
+    return ray_address_problem(settings.ENGINE_RAY_ADDRESS)
+
+
 @dataclass(frozen=True)
 class FlagSpec:
     """An allowed flag: ``check`` validates its value, or it is a switch without one."""
@@ -102,7 +137,8 @@ ALLOWED_FLAGS: dict[str, FlagSpec] = {
     "--optimization-level": FlagSpec("compile optimisation level", _integer(0, 3)),
     "--enable-expert-parallel": FlagSpec("expert parallelism for MoE models"),
     "--data-parallel-size": FlagSpec("data-parallel replicas", _integer(1, 64)),
-    "--distributed-executor-backend": FlagSpec("multi-GPU executor", _choice("mp", "ray", "uni")),
+    # ray only with PORTAL_ENGINE_RAY_ADDRESS naming a private address (see ray_address_problem).
+    "--distributed-executor-backend": FlagSpec("multi-GPU executor", _executor_backend),
     "--disable-custom-all-reduce": FlagSpec("use NCCL all-reduce only"),
     "--num-gpu-blocks-override": FlagSpec("fixed number of KV cache blocks", _integer(1, 10_000_000)),
     "--hf-overrides": FlagSpec("model config overrides (JSON object)", _json_object),
@@ -113,18 +149,18 @@ ALLOWED_FLAGS: dict[str, FlagSpec] = {
 
 # Flags refused with a reason, because they would undo what the portal guarantees.
 UNSAFE_FLAGS: dict[str, str] = {
-    "--host": "the engine always binds to 127.0.0.1; only the portal talks to it",
-    "--port": "use the port field",
-    "--uds": "the engine listens on its loopback port",
+    "--host": "the engine listens on a private Unix socket; only the portal talks to it",
+    "--port": "the engine listens on a private Unix socket; only the portal talks to it",
+    "--uds": "the supervisor chooses the engine's private Unix socket",
     "--api-key": "the supervisor gives each launch a fresh key",
     "--allowed-origins": "browsers never talk to the engine directly",
     "--allowed-methods": "browsers never talk to the engine directly",
     "--allowed-headers": "browsers never talk to the engine directly",
     "--allow-credentials": "browsers never talk to the engine directly",
     "--root-path": "the portal routes requests itself",
-    "--ssl-keyfile": "the engine is on loopback; TLS belongs on the reverse proxy",
-    "--ssl-certfile": "the engine is on loopback; TLS belongs on the reverse proxy",
-    "--ssl-ca-certs": "the engine is on loopback; TLS belongs on the reverse proxy",
+    "--ssl-keyfile": "the engine is on a private socket; TLS belongs on the reverse proxy",
+    "--ssl-certfile": "the engine is on a private socket; TLS belongs on the reverse proxy",
+    "--ssl-ca-certs": "the engine is on a private socket; TLS belongs on the reverse proxy",
     "--middleware": "it imports arbitrary code into the engine",
     "--trust-remote-code": "it runs code shipped with the model",
     "--worker-cls": "it imports arbitrary code into the engine",

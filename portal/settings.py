@@ -552,6 +552,12 @@ ENGINE_MODELS_DIR = Path(env_str("PORTAL_ENGINE_MODELS_DIR", str(DATA_DIR / "mod
 ENGINE_LOG_DIR = Path(env_str("PORTAL_ENGINE_LOG_DIR", str(DATA_DIR / "logs"))).resolve()
 ENGINE_LOG_MAX_BYTES = env_int("PORTAL_ENGINE_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
 ENGINE_LOG_BACKUPS = env_int("PORTAL_ENGINE_LOG_BACKUPS", 3, minimum=1, maximum=100)
+# Managed engines listen on Unix sockets here (created 0700; a path too long for a socket
+# falls back to a private directory under /tmp). See inference/engine_address.py.
+ENGINE_SOCKET_DIR = Path(env_str("PORTAL_ENGINE_SOCKET_DIR", str(DATA_DIR / "run"))).resolve()
+# Multi-node serving on purpose: the private address of the Ray head engines join. Only then
+# is `--distributed-executor-backend ray` accepted (Ray's runtime has no authentication).
+ENGINE_RAY_ADDRESS = env_str("PORTAL_ENGINE_RAY_ADDRESS", "")
 # Supervisor: how often it reconciles, how it backs off after crashes, when it gives up.
 ENGINE_TICK_SECONDS = env_float("PORTAL_ENGINE_TICK_SECONDS", 1.0, minimum=0.1, maximum=30.0)
 ENGINE_RESTART_BACKOFF = env_float("PORTAL_ENGINE_RESTART_BACKOFF", 2.0, minimum=0.1)

@@ -85,7 +85,9 @@ class EngineTap:
     """A recording HTTP pass-through to a real engine (see the module docstring)."""
 
     def __init__(self, upstream: str, chunk_delay: float = 0.0) -> None:
-        self.upstream = upstream.rstrip("/")
+        from inference.engine_address import parse_address
+
+        self.upstream = parse_address(upstream)  # the engine's stored address (its socket)
         self.chunk_delay = chunk_delay
         # (path, JSON body) of each request forwarded: the portal also asks /tokenize with the messages.
         self.requests: list[tuple[str, dict[str, Any]]] = []
@@ -101,8 +103,8 @@ class EngineTap:
                 headers = {key: value for key, value in self.headers.items() if key.lower() in {"authorization",
                            "content-type", "x-request-id"}}  # fmt: skip
                 with (
-                    httpx.Client(timeout=httpx.Timeout(120.0), trust_env=False) as client,
-                    client.stream("POST", tap.upstream + self.path, content=raw, headers=headers) as answer,
+                    tap.upstream.client(timeout=httpx.Timeout(120.0)) as client,
+                    client.stream("POST", tap.upstream.url(self.path), content=raw, headers=headers) as answer,
                 ):
                     self.send_response(answer.status_code)
                     self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))

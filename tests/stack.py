@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -174,7 +174,24 @@ class Stack:
 
     @property
     def base_url(self) -> str:
+        """The engine's stored address: ``unix:PATH`` (see :attr:`address` for talking to it)."""
         return str(self.engine()["base_url"])
+
+    def address(self, name: str | None = None) -> Any:
+        """The engine's :class:`~inference.engine_address.EngineAddress` (its private socket)."""
+        from inference.engine_address import parse_address
+
+        return parse_address(str(self.engine(name)["base_url"]))
+
+    def engine_http(self, timeout: float = 30, name: str | None = None) -> httpx.Client:
+        """An HTTP client straight to the engine's socket (tests only: the portal uses its own)."""
+        return cast(httpx.Client, self.address(name).client(timeout=timeout))
+
+    def engine_get(self, path: str, timeout: float = 30, **kwargs: Any) -> httpx.Response:
+        """GET ``path`` from the engine directly, e.g. ``/metrics``."""
+        address = self.address()
+        with self.engine_http(timeout) as client:
+            return client.get(address.url(path), **kwargs)
 
     @property
     def api_key(self) -> str:

@@ -11,7 +11,6 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
 import pytest
 from channels.db import database_sync_to_async
 from playwright.sync_api import expect
@@ -42,7 +41,7 @@ LONG_QUESTION = "Write a long story about a lighthouse keeper and his cat."
 
 def running_requests(stack: Stack) -> float:
     """vLLM's own count of requests it is working on (from its /metrics)."""
-    metrics = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
+    metrics = stack.engine_get("/metrics", timeout=10).text
     for line in metrics.splitlines():
         if line.startswith("vllm:num_requests_running"):
             return float(line.rsplit(" ", 1)[1])

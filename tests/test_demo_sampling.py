@@ -27,7 +27,7 @@ def test_the_demo_engine_is_launched_with_the_generation_config_override(tmp_pat
     config.full_clean()  # the flags pass the allow-list, as in the admin form
     flags = dict(parse_extra_flags(config.extra_flags))
     assert "--enforce-eager" in flags
-    argv = build_launch(config, Path("/engine/python"), api_key="k", mark="m").argv
+    argv = build_launch(config, Path("/engine/python"), api_key="k", mark="m", socket=tmp_path / "e.sock").argv
     override = argv[argv.index("--override-generation-config") + 1]
     assert json.loads(override) == {"temperature": 0.2, "top_p": 0.9}
 

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,34 @@ def test_a_gpu_that_fits_passes(db: Any, clean: Any, capsys: Any, monkeypatch: A
 def test_a_chat_unfriendly_stream_interval_is_named(db: Any, clean: Any, capsys: Any, tmp_path: Path) -> None:
     engine("jumpy", model=str(tmp_path), extra_flags="--stream-interval 32")
     assert_named(capsys, "streaming jumpy", "32 tokens at a time", "at most 5", status="warn")
+
+
+def test_an_engine_socket_directory_others_can_open_fails(db: Any, clean: Any, capsys: Any, tmp_path: Path) -> None:
+    engine("open", model=str(tmp_path))
+    with tempfile.TemporaryDirectory(prefix="pe-") as short:  # pytest's tmp_path is too long for a socket
+        loose = Path(short) / "run"
+        loose.mkdir()
+        loose.chmod(0o755)
+        clean.ENGINE_SOCKET_DIR = loose
+        assert_named(capsys, "engine socket directory", "mode 0700", f"chmod 700 {loose}")
+        loose.chmod(0o700)
+        assert_named(capsys, "engine socket directory", str(loose), status="ok")
+
+
+def test_an_engine_socket_directory_too_long_for_a_socket_is_named(
+    db: Any, clean: Any, capsys: Any, tmp_path: Path
+) -> None:
+    engine("far", model=str(tmp_path))
+    clean.ENGINE_SOCKET_DIR = tmp_path / ("x" * 60)
+    assert_named(capsys, "engine socket directory", "too long", "PrivateTmp", status="warn")
+
+
+def test_a_ray_engine_whose_private_ray_head_was_unset_fails(db: Any, clean: Any, capsys: Any, tmp_path: Path) -> None:
+    clean.ENGINE_RAY_ADDRESS = "10.0.0.5:6380"
+    engine("multi", model=str(tmp_path), extra_flags="--distributed-executor-backend ray")
+    assert_named(capsys, "executor multi", "10.0.0.5:6380", status="ok")
+    clean.ENGINE_RAY_ADDRESS = ""
+    assert_named(capsys, "executor multi", "without authentication", "PORTAL_ENGINE_RAY_ADDRESS")
 
 
 @pytest.fixture

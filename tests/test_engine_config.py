@@ -79,7 +79,9 @@ def test_impossible_values_are_field_errors(field, value, message):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ("--host 0.0.0.0", "--host is not allowed: the engine always binds to 127.0.0.1"),
+        ("--host 0.0.0.0", "--host is not allowed: the engine listens on a private Unix socket"),
+        ("--port 8000", "--port is not allowed: the engine listens on a private Unix socket"),
+        ("--uds /tmp/engine.sock", "--uds is not allowed: the supervisor chooses the engine's private Unix socket"),
         ("--api-key secret", "--api-key is not allowed: the supervisor gives each launch a fresh key"),
         ("--allowed-origins *", "--allowed-origins is not allowed"),
         ("--trust-remote-code", "--trust-remote-code is not allowed: it runs code shipped with the model"),
@@ -106,6 +108,48 @@ def test_unknown_and_unsafe_flags_are_refused_with_the_reason(flags, message):
     assert message in " ".join(map(str, form.errors["extra_flags"]))
 
 
+@pytest.mark.parametrize(
+    ("ray_address", "message"),
+    [
+        ("", "set PORTAL_ENGINE_RAY_ADDRESS to the private IP:PORT of your Ray head"),
+        ("93.184.216.34:6379", "is not a private address; Ray must not face a public network"),
+        ("0.0.0.0:6379", "is not a private address"),
+        ("ray-head.example.com:6379", "must be IP:PORT with a private IP address"),
+        ("10.0.0.5", "must be IP:PORT"),
+    ],
+)
+def test_the_ray_backend_is_refused_unless_multi_node_serving_is_set_up_on_a_private_address(
+    settings, ray_address, message
+):
+    settings.ENGINE_RAY_ADDRESS = ray_address
+    form = EngineConfigForm(data=form_data(extra_flags="--distributed-executor-backend ray"))
+    assert not form.is_valid()
+    errors = " ".join(map(str, form.errors["extra_flags"]))
+    assert "--distributed-executor-backend 'ray'" in errors
+    assert message in errors
+    with pytest.raises(ValidationError, match="PORTAL_ENGINE_RAY_ADDRESS"):
+        orm_config(extra_flags="--distributed-executor-backend ray").save()
+
+
+@pytest.mark.parametrize("ray_address", ["10.0.0.5:6379", "192.168.1.20:6379", "[fd00::5]:6379"])
+def test_the_ray_backend_joins_the_private_cluster_set_up_on_purpose(settings, tmp_path, ray_address):
+    settings.ENGINE_RAY_ADDRESS = ray_address
+    form = EngineConfigForm(data=form_data(extra_flags="--distributed-executor-backend ray"))
+    assert form.is_valid(), form.errors
+    config = form.save()
+    launch = build_launch(config, tmp_path / "python", api_key="k", mark="m", socket=tmp_path / "e.sock")
+    assert launch.argv[-2:] == ["--distributed-executor-backend", "ray"]
+    assert launch.env["RAY_ADDRESS"] == ray_address, "vLLM joins that cluster instead of starting its own"
+
+
+def test_the_other_executor_backends_need_no_ray_address(settings, tmp_path):
+    settings.ENGINE_RAY_ADDRESS = ""
+    form = EngineConfigForm(data=form_data(extra_flags="--distributed-executor-backend mp"))
+    assert form.is_valid(), form.errors
+    launch = build_launch(form.save(), tmp_path / "python", api_key="k", mark="m", socket=tmp_path / "e.sock")
+    assert "RAY_ADDRESS" not in launch.env
+
+
 def test_every_refused_flag_is_reported_at_once():
     with pytest.raises(ValidationError) as caught:
         parse_extra_flags("--host 0.0.0.0 --port 1 --frobnicate --seed 3")
@@ -117,11 +161,12 @@ def test_allowed_flags_reach_the_command_line_and_the_key_stays_out_of_it(tmp_pa
         **{**form_data(extra_flags="--enforce-eager --max-num-batched-tokens=4096 --seed 7"), "max_model_len": 2048}
     )
     config.enable_chunked_prefill = False
-    launch = build_launch(config, tmp_path / "python", api_key="k3y", mark="demo:1")
+    launch = build_launch(config, tmp_path / "python", api_key="k3y", mark="demo:1", socket=tmp_path / "e.sock")
     argv = launch.argv
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    assert argv[argv.index("--host") + 1] == "127.0.0.1"
-    assert argv[argv.index("--port") + 1] == "8100"
+    assert argv[argv.index("--uds") + 1] == str(tmp_path / "e.sock")
+    assert "--host" not in argv, "no TCP listener: the socket is the only way in"
+    assert "--port" not in argv
     assert "--no-enable-chunked-prefill" in argv
     assert argv[-5:] == ["--enforce-eager", "--max-num-batched-tokens", "4096", "--seed", "7"]
     assert "--gpu-memory-utilization" not in argv  # a CPU engine
@@ -129,7 +174,7 @@ def test_allowed_flags_reach_the_command_line_and_the_key_stays_out_of_it(tmp_pa
     assert launch.env["VLLM_API_KEY"] == "k3y"
     assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert launch.env["VLLM_NO_USAGE_STATS"] == "1"
-    again = build_launch(config, tmp_path / "python", api_key="other", mark="demo:2")
+    again = build_launch(config, tmp_path / "python", api_key="other", mark="demo:2", socket=tmp_path / "e.sock")
     assert again.fingerprint == launch.fingerprint, "a new key is not a configuration change"
 
 
@@ -241,7 +286,7 @@ def test_a_flag_written_past_the_model_is_still_refused_at_launch_and_the_config
     stop_engine(config)
     assert EngineConfig.objects.get().desired_state == EngineConfig.Desired.STOPPED
     with pytest.raises(ValidationError, match="--middleware is not allowed"):
-        build_launch(config, tmp_path / "python", "key", "mark")
+        build_launch(config, tmp_path / "python", "key", "mark", socket=tmp_path / "e.sock")
 
 
 def test_the_demo_engine_is_validated_like_the_form_validates_a_config(tmp_path):

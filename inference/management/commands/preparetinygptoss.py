@@ -45,6 +45,4 @@ class Command(BaseCommand):
                 )
             return
         config = create_tiny_gptoss_engine(path, **cpu_engine_options(options))
-        self.stdout.write(
-            f"Created the engine {config.name!r} serving {config.served_model_name} on 127.0.0.1:{config.port}."
-        )
+        self.stdout.write(f"Created the engine {config.name!r} serving {config.served_model_name} on a private socket.")
