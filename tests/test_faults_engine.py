@@ -41,7 +41,7 @@ GRACE = 1.0
 
 def running_requests(stack: Stack) -> float:
     """vLLM's count of the requests it works on, from its /metrics."""
-    reading = read_engine_metrics(stack.base_url)
+    reading = read_engine_metrics(stack.address())
     assert reading is not None, "vLLM's /metrics did not answer"
     return reading.running
 
