@@ -85,7 +85,15 @@ def _scope(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"testserver"), *((k.lower().encode(), v.encode()) for k, v in headers.items())],
+        # surrogatepass: a fuzzed lone surrogate goes out as the invalid UTF-8 bytes a hostile
+        # client can put on the wire, instead of failing in the test before the portal sees it.
+        "headers": [
+            (b"host", b"testserver"),
+            *(
+                (k.lower().encode("utf-8", "surrogatepass"), v.encode("utf-8", "surrogatepass"))
+                for k, v in headers.items()
+            ),
+        ],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
