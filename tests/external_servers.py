@@ -126,6 +126,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     key_path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
+    key_path.chmod(0o600)  # nginx and OpenSSL are right to distrust a key others can read
     return cert_path, key_path
 
 

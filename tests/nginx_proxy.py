@@ -13,9 +13,7 @@ Without nginx the tests skip with the install command, except with
 
 from __future__ import annotations
 
-import datetime
 import getpass
-import ipaddress
 import os
 import re
 import signal
@@ -26,11 +24,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.external_servers import self_signed
 from tests.stack import BASE_DIR, wait_until
 
 NGINX = Path(os.environ.get("PORTAL_TEST_NGINX", "/usr/sbin/nginx"))
@@ -51,32 +46,6 @@ def require_nginx() -> None:
     if os.environ.get("PORTAL_REQUIRE_NGINX") == "1":
         pytest.fail(message, pytrace=False)
     pytest.skip(message, allow_module_level=True)
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """Write a one-day certificate for 127.0.0.1 and its key; return (certificate, key) paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portal proxy test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "portal.pem", directory / "portal.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 def _substitute(pattern: str, replacement: str, text: str, what: str) -> str:
@@ -147,7 +116,7 @@ class Nginx:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def start(self) -> None:
-        self.ca_file, key = self_signed_certificate(self.directory)
+        self.ca_file, key = self_signed(self.directory)
         site = self.directory / "portal.conf"
         site.write_text(
             site_config(

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.db import OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test import Client
 
 
 @dataclass
@@ -192,3 +193,11 @@ def redis_outage_fixture(settings: Any) -> Iterator[RedisOutage]:
         yield RedisOutage(proxy)
     finally:
         proxy.close()
+
+
+def logged_in(user: Any) -> Client:
+    """A test client signed in as ``user`` that sees what a browser sees: the response that went
+    out (a 503 page), not the exception re-raised into the test."""
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return client

@@ -31,6 +31,7 @@ from tests.api_client import LedgerSpy, Reply, call, chat, key_for, ledger_fixtu
 from tests.chat_socket import stub_fixture  # noqa: F401 - fixture
 from tests.chat_stub_engine import StubEngine, register
 from tests.hypothesis_settings import fuzz_settings
+from tests.hypothesis_settings import json_values as shared_json_values
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,18 +39,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 OVERSIZED_LIMIT = 8192
 UNSERVED_MODEL = "a-model-no-engine-serves"
 
-leaves = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    leaves,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
+json_values = shared_json_values(2**70)
 roles = st.sampled_from(["system", "developer", "user", "assistant", "tool", "function", "", "USER"]) | json_values
 contents = (
     st.text(max_size=30)

@@ -27,18 +27,11 @@ from tests.chat_socket import (
 )
 from tests.chat_stub_engine import Script
 from tests.conftest import PASSWORD
-from tests.outage import DatabaseOutage, database_outage_fixture  # noqa: F401 - fixture
+from tests.outage import DatabaseOutage, database_outage_fixture, logged_in  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
 
 DOWN = "database is not answering"
-
-
-def logged_in(user: Any) -> Client:
-    # As a browser sees it: no exception re-raised into the test, the response that went out.
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return client
 
 
 @database_sync_to_async

@@ -19,17 +19,11 @@ from tests.chat_socket import (
     loop_cleaned_up,  # noqa: F401 - fixture
     stub_fixture,  # noqa: F401 - fixture
 )
-from tests.outage import RedisOutage, redis_outage_fixture  # noqa: F401 - fixture
+from tests.outage import RedisOutage, logged_in, redis_outage_fixture  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("loop_cleaned_up")]
 
 DOWN = "Redis (cache and live updates) is not answering"
-
-
-def logged_in(user: Any) -> Client:
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return client
 
 
 def test_pages_answer_a_clean_503_while_redis_is_down_and_work_again_after(

@@ -27,6 +27,7 @@ from chat.models import Conversation, Message
 from tests.chat_socket import frames_until, saved_counts, wind_down_loop
 from tests.chat_stub_engine import StubEngine, register
 from tests.hypothesis_settings import fuzz_settings
+from tests.hypothesis_settings import json_values as shared_json_values
 from tests.websocket import open_socket
 
 # 2,000 examples in CI, each a few frames through the full stack and a fresh sign-in check per
@@ -37,18 +38,7 @@ TIMEOUT = 10
 KNOWN_TYPES = ["chat.send", "chat.regenerate", "chat.edit", "chat.stop", "chat.attach"]
 PARAM_KEYS = ["model", "system", "temperature", "top_p", "max_tokens", "reasoning_effort"]
 
-leaves = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    leaves,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
+json_values = shared_json_values(2**80)
 params = st.dictionaries(st.sampled_from(PARAM_KEYS) | st.text(max_size=8), json_values, max_size=4) | json_values
 structured = st.fixed_dictionaries(
     {"type": st.sampled_from(KNOWN_TYPES) | st.text(max_size=12) | json_values},
