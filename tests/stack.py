@@ -267,16 +267,7 @@ class Stack:
         )
         self.web.append(process)
         url = f"http://127.0.0.1:{port}"
-
-        def answers() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"daphne exited with {process.returncode}")
-            try:
-                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(answers, 60, "the web process")
+        wait_for_web(process, url, "the web process")
         return url, process
 
     def add_member(self, username: str, password: str) -> None:
@@ -344,6 +335,20 @@ def _require_engine() -> None:
     if os.environ.get("PORTAL_REQUIRE_ENGINE") == "1":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def wait_for_web(process: subprocess.Popen[Any], url: str, what: str) -> None:
+    """Wait until the web process at ``url`` answers /healthz; fail at once if it exits."""
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited with {process.returncode}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, 60, what)
 
 
 def build_stack(tmp_root: Path) -> Stack:

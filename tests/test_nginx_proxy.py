@@ -28,7 +28,7 @@ from websockets.sync.client import connect
 from websockets.typing import Origin
 
 from tests.nginx_proxy import Nginx, require_nginx
-from tests.stack import BASE_DIR, Stack, free_port, wait_until
+from tests.stack import BASE_DIR, Stack, free_port, wait_for_web
 
 pytestmark = pytest.mark.engine
 require_nginx()
@@ -106,16 +106,7 @@ def proxied(stack_base: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iter
         stderr=subprocess.STDOUT,
     )
     try:
-
-        def daphne_answers() -> bool:
-            if web.poll() is not None:
-                raise AssertionError(f"runportal exited with {web.returncode}")
-            try:
-                return httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(daphne_answers, 60, "the web process behind nginx")
+        wait_for_web(web, f"http://127.0.0.1:{web_port}", "the web process behind nginx (runportal)")
         nginx.start()
         yield ProxiedPortal(stack_base, nginx)
     finally:

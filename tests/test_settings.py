@@ -246,6 +246,20 @@ def test_a_postgres_url_selects_postgresql_with_a_connect_timeout(tmp_path):
     assert overridden["DATABASES"]["default"]["OPTIONS"]["connect_timeout"] == 9
 
 
+def test_production_on_postgresql_pools_connections_and_the_pool_can_be_sized_or_turned_off(tmp_path):
+    url = "postgres://portal:pw@db.internal:5432/portal"
+    production = {"PORTAL_ENV": "production", "PORTAL_ALLOWED_HOSTS": "portal.example.com", "DATABASE_URL": url}
+    pooled = settings_under(tmp_path, **production)["DATABASES"]["default"]["OPTIONS"]
+    assert pooled["pool"] == {"min_size": 1, "max_size": 20, "timeout": 30}
+    sized = settings_under(tmp_path, **production, PORTAL_DB_POOL_SIZE="5")["DATABASES"]["default"]["OPTIONS"]
+    assert sized["pool"]["max_size"] == 5
+    assert (
+        "pool" not in settings_under(tmp_path, **production, PORTAL_DB_POOL_SIZE="0")["DATABASES"]["default"]["OPTIONS"]
+    )
+    # Development keeps one connection per thread (no pool to run dry under the test runner).
+    assert "pool" not in settings_under(tmp_path, DATABASE_URL=url)["DATABASES"]["default"]["OPTIONS"]
+
+
 def test_a_redis_url_selects_channels_redis_and_a_redis_cache_on_the_next_database(tmp_path):
     found = settings_under(tmp_path, REDIS_URL="redis://redis.internal:6379/2")
     layer = found["CHANNEL_LAYERS"]["default"]
