@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -15,6 +16,9 @@ from portal.socket_sessions import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, sessi
 
 logger = logging.getLogger(__name__)
 
+# RFC 6455's "Try Again Later": the socket ended because a part of the portal is down.
+CLOSE_TRY_AGAIN_LATER = 1013
+
 
 class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
     """A JSON WebSocket that only signed-in, active users with the right role may open and keep.
@@ -25,12 +29,41 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
     when ``may_connect`` no longer allows them. A message whose handler fails with an
     unexpected exception is logged and answered with an ``internal_error`` frame, one that
     meets a database or Redis outage with ``database_unavailable`` / ``redis_unavailable``;
-    the socket stays open.
+    the socket stays open. When Redis goes away under the socket itself (the channel layer's
+    receive, or joining the user's group at the handshake), the socket gets a
+    ``redis_unavailable`` frame and closes with :data:`CLOSE_TRY_AGAIN_LATER`; the browser
+    reconnects with backoff and is served again once Redis is back.
     """
 
     _counted_open = False
     _session_key: str | None = None
     _closed_by_check = False
+    _accepted = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except outage.REDIS_ERRORS as exc:
+            # Channels reads the channel layer beside the browser's frames; when that read (a
+            # BRPOP on Redis) or the handshake's group_add fails, the consumer would end without
+            # a word and Daphne would drop the connection. Say why and close cleanly instead.
+            await self._close_for_outage(exc)
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol, headers)
+        self._accepted = True
+
+    async def _close_for_outage(self, exc: BaseException) -> None:
+        logger.warning("%s: Redis is down under the socket (%s); closing it", type(self).__name__, exc)
+        if self._counted_open:
+            self._counted_open = False
+            metrics.socket_closed()
+        # The browser may have gone in the meantime; nothing more is owed to it then.
+        with contextlib.suppress(Exception):
+            if not self._accepted:
+                await self.accept()
+            await self.send_error("redis_unavailable", outage.message_for(outage.REDIS))
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
