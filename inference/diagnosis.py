@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+from inference.engine_address import engine_address
+
 if TYPE_CHECKING:
     from inference.models import EngineConfig
 
@@ -123,11 +125,20 @@ def _model_not_found(match: re.Match[str], config: EngineConfig) -> Diagnosis:
     return Diagnosis("model_not_found", f"The model {config.model} could not be found or loaded.", remedies)
 
 
-def _port_in_use(match: re.Match[str], config: EngineConfig) -> Diagnosis:
+def _address_in_use(match: re.Match[str], config: EngineConfig) -> Diagnosis:
+    # The kind keeps its old name (stored failures and alerts say "port_in_use"), but a managed
+    # engine binds no TCP port of its own: its socket, or a port vLLM picks for itself, was taken.
+    address = engine_address(config)
+    where = (address.socket_path if address else "") or f"{config.name}.sock in PORTAL_ENGINE_SOCKET_DIR"
     return Diagnosis(
         "port_in_use",
-        f"Port {config.port} on 127.0.0.1 is already in use by another program.",
-        [f"Choose a free port for this engine (now {config.port}), or stop what uses it (`ss -ltnp`)."],
+        f"The engine could not bind its socket {where}, or a port vLLM picks for itself is taken.",
+        [
+            f"If a file or folder is at {where}, remove it (the supervisor removes only a stale socket there); "
+            f"if a program listens on it (`ss -xlp | grep {config.name}.sock`), stop it. Then start the engine.",
+            "Otherwise another program took a port vLLM chose for its own processes (they change at each "
+            "launch): start the engine again, and if it keeps failing see what holds ports with `ss -ltnp`.",
+        ],
     )
 
 
@@ -252,7 +263,7 @@ _RULES: list[tuple[re.Pattern[str], Rule]] = [
         re.compile(r"FP8 KV cache (?:on CPU requires|requires head_size divisible by 32 on CPU).*"),
         _kv_dtype_unsupported,
     ),
-    (re.compile(r"Address already in use"), _port_in_use),
+    (re.compile(r"Address already in use"), _address_in_use),
     (
         re.compile(
             r"Repo id must be in the form|Repository Not Found"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from inference.diagnosis import diagnose, progress_of
-from inference.models import EngineConfig
+from inference.models import EngineConfig, EngineState
 
 LOGS = Path(__file__).resolve().parent / "data" / "vllm-logs"
 
@@ -17,7 +17,6 @@ def config(**fields) -> EngineConfig:
         "name": "demo",
         "served_model_name": "demo",
         "model": "/srv/models/no-such-model",
-        "port": 8100,
         "max_model_len": 100000,
         "cpu_kv_cache_gib": 1,
         "extra_flags": "--no-such-flag 3",
@@ -62,11 +61,22 @@ def test_an_unsupported_architecture_is_named():
     assert "['FooBarForCausalLM']" in found.summary
 
 
-def test_a_taken_port_says_which_port():
-    found = diagnosis_of("port-in-use", port=8394)
+def test_an_address_in_use_names_the_socket_of_the_failed_launch():
+    launched = config(name="busy")
+    EngineState(engine=launched, base_url="unix:/srv/portal/run/busy.sock")
+    found = diagnose((LOGS / "port-in-use.log").read_text().splitlines(), launched)
+    assert found.kind == "port_in_use", "stored failures and alerts know the kind by its old name"
+    assert "socket /srv/portal/run/busy.sock" in found.summary
+    assert "If a file or folder is at /srv/portal/run/busy.sock, remove it" in found.remedies[0]
+    assert "`ss -xlp | grep busy.sock`" in found.remedies[0]
+    assert "port vLLM chose for its own processes" in found.remedies[1]
+    assert "127.0.0.1" not in " ".join([found.summary, *found.remedies])
+
+
+def test_an_address_in_use_without_a_launch_address_names_the_socket_directory():
+    found = diagnosis_of("port-in-use")
     assert found.kind == "port_in_use"
-    assert "8394" in found.summary
-    assert "now 8394" in found.remedies[0]
+    assert "socket demo.sock in PORTAL_ENGINE_SOCKET_DIR" in found.summary
 
 
 def test_a_context_longer_than_the_model_gives_the_limit():
