@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.stack import BASE_DIR, MODELS_DIR, Stack, StackDatabase, free_port, wait_until
+from tests.stack import BASE_DIR, MODELS_DIR, Stack, StackDatabase, wait_until
 
 MEMBER = "benchuser"
 
@@ -71,7 +71,7 @@ def build(tmp_root: Path, *, max_num_seqs: int, engine: bool = True) -> Stack:
     if engine:
         stack.manage(
             "preparedemo",
-            "--models-dir", str(MODELS_DIR), "--name", stack.engine_name, "--port", str(free_port()),
+            "--models-dir", str(MODELS_DIR), "--name", stack.engine_name,
             "--max-model-len", "2048", "--max-num-seqs", str(max_num_seqs), "--cpu-kv-cache-gib", "1",
             timeout=900,
         )  # fmt: skip
@@ -101,7 +101,7 @@ def register_stub(stack: Stack, url: str) -> None:
         "from datetime import timedelta; from django.utils import timezone; "
         "from inference.models import EngineConfig, EngineState; from bench import stub_upstream as s; "
         f"c = EngineConfig.objects.create(name='stubupstream', served_model_name=s.MODEL, model='/models/stub', "
-        f"port={int(url.rsplit(':', 1)[1])}, desired_state=EngineConfig.Desired.RUNNING); "
+        "desired_state=EngineConfig.Desired.RUNNING); "
         f"EngineState.objects.create(engine=c, state=EngineState.State.READY, base_url={url!r}, api_key=s.API_KEY, "
         "heartbeat_at=timezone.now() + timedelta(days=1))",
     )  # fmt: skip

@@ -44,13 +44,13 @@ class EngineStateInline(admin.StackedInline):  # type: ignore[type-arg]
 @admin.register(EngineConfig)
 class EngineConfigAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = EngineConfigForm
-    list_display = ["name", "kind", "served_model_name", "device", "port", "desired_state", "actual_state"]
+    list_display = ["name", "kind", "served_model_name", "device", "desired_state", "actual_state"]
     list_filter = ["kind", "device", "desired_state"]
     search_fields = ["name", "served_model_name", "model"]
     inlines = [EngineStateInline]
     actions = ["start", "stop", "restart"]
     fieldsets = [
-        (None, {"fields": ["name", "served_model_name", "model", "device", "port", "desired_state"]}),
+        (None, {"fields": ["name", "served_model_name", "model", "device", "desired_state"]}),
         ("Memory and batching", {"fields": ["dtype", "max_model_len", "max_num_seqs", "gpu_memory_utilization",
                                             "cpu_kv_cache_gib", "kv_cache_dtype", "ignore_memory_plan"]}),
         ("Parallelism and scheduling", {"fields": ["tensor_parallel_size", "pipeline_parallel_size",

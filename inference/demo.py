@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import shlex
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ DEMO_NAME = "demo"
 DEMO_SERVED_NAME = "SmolLM2-135M-Instruct"
 DEMO_FOLDER = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-FIRST_PORT = 8100
 # The sampling defaults SmolLM2's model card recommends: vLLM's own (temperature 1.0) make a
 # 135M model ramble. Requests that set temperature or top_p still win.
 DEMO_SAMPLING_DEFAULTS = {"temperature": 0.2, "top_p": 0.9}
@@ -88,26 +86,10 @@ def _is_prepared(target: Path, gguf: Path) -> bool:
     return bool(source.get("size") == gguf.stat().st_size)
 
 
-def free_port(start: int = FIRST_PORT) -> int:
-    """Return the first loopback port from ``start`` that is free and not given to an engine."""
-    taken = set(EngineConfig.objects.values_list("port", flat=True))
-    for port in range(start, start + 1000):
-        if port in taken:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise DemoUnavailable(f"No free port between {start} and {start + 999}.")
-
-
 def add_cpu_engine_arguments(parser: Any, *, default_name: str, model_files: str) -> None:
     """Add the options of a command that prepares a small CPU model and an engine for it."""
     parser.add_argument("--models-dir", type=Path, default=None, help="where to keep the model")
     parser.add_argument("--name", default=default_name, help="name of the engine to create")
-    parser.add_argument("--port", type=int, default=None, help="engine port (default: first free from 8100)")
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--max-num-seqs", type=int, default=8)
     parser.add_argument("--cpu-kv-cache-gib", type=int, default=1)
@@ -116,7 +98,7 @@ def add_cpu_engine_arguments(parser: Any, *, default_name: str, model_files: str
 
 def cpu_engine_options(options: dict[str, Any]) -> dict[str, Any]:
     """The engine settings among a command's options (see :func:`add_cpu_engine_arguments`)."""
-    names = ("name", "port", "max_model_len", "max_num_seqs", "cpu_kv_cache_gib")
+    names = ("name", "max_model_len", "max_num_seqs", "cpu_kv_cache_gib")
     return {name: options[name] for name in names}
 
 
@@ -124,7 +106,6 @@ def create_demo_engine(
     model_path: Path,
     *,
     name: str = DEMO_NAME,
-    port: int | None = None,
     max_model_len: int = 4096,
     max_num_seqs: int = 8,
     cpu_kv_cache_gib: int = 1,
@@ -134,7 +115,7 @@ def create_demo_engine(
     """Create the demo engine config (CPU settings, eager mode, the model card's sampling defaults), running.
 
     The config is validated like the admin form validates one (``full_clean()``): raises
-    ``ValidationError`` for impossible values, a taken name or port, or a refused flag.
+    ``ValidationError`` for impossible values, a taken name, or a refused flag.
     """
     config = EngineConfig(
         name=name,
@@ -146,7 +127,6 @@ def create_demo_engine(
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         cpu_kv_cache_gib=cpu_kv_cache_gib,
-        port=port or free_port(),
         # torch.compile would triple the start-up time on a small CPU for no gain here.
         extra_flags=DEMO_FLAGS,
         desired_state=EngineConfig.Desired.RUNNING,

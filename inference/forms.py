@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from inference.desired_state import memory_plan
@@ -17,8 +16,8 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
     """Validate an engine config; refuse a running config the planner says cannot fit.
 
     The model's validators bound each number and check the flag allow-list, and its
-    ``clean()`` refuses combinations vLLM refuses; this form adds the portal's own port and
-    the memory plan (overridable with ``ignore_memory_plan``).
+    ``clean()`` refuses combinations vLLM refuses; this form adds the memory plan
+    (overridable with ``ignore_memory_plan``).
     """
 
     class Meta:
@@ -40,7 +39,6 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
             "cpu_kv_cache_gib",
             "reasoning_parser",
             "scheduling_policy",
-            "port",
             "extra_flags",
             "desired_state",
             "ignore_memory_plan",
@@ -49,19 +47,12 @@ class EngineConfigForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Optional on the model only because external engines have neither (this form is for managed ones).
+        # Optional on the model only because external engines have none (this form is for managed ones).
         self.fields["served_model_name"].required = True
-        self.fields["port"].required = True
 
     def clean_extra_flags(self) -> str:
         # The allow-list itself is the model field's validator (inference.vllm_flags).
         return str(self.cleaned_data.get("extra_flags") or "").strip()
-
-    def clean_port(self) -> int:
-        port = int(self.cleaned_data["port"])
-        if port == settings.PORTAL_PORT:
-            raise ValidationError(f"Port {port} is the portal's own port; choose another one.")
-        return port
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}

@@ -129,13 +129,6 @@ class EngineConfig(models.Model):
     )
     reasoning_parser = models.CharField(max_length=32, choices=REASONING_PARSERS, blank=True, default="")
     scheduling_policy = models.CharField(max_length=16, choices=Scheduling.choices, default=Scheduling.FCFS)
-    port = models.PositiveIntegerField(
-        unique=True,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(1024), MaxValueValidator(65535)],
-        help_text="Loopback port of this engine (127.0.0.1 only).",
-    )
     extra_flags = models.TextField(
         blank=True,
         default="",
@@ -191,13 +184,10 @@ class EngineConfig(models.Model):
         """Refuse setting combinations vLLM refuses at start-up, as field errors.
 
         Raises ``ValidationError`` keyed by field. Invalid extra flags are left to the
-        field's own validation. A managed engine needs a served model name and a port.
+        field's own validation. A managed engine needs a served model name.
         """
-        if not self.is_external:
-            missing = {field: "Required for a managed engine." for field in ("served_model_name", "port")
-                       if getattr(self, field) in (None, "")}  # fmt: skip
-            if missing:
-                raise ValidationError(missing)
+        if not self.is_external and not self.served_model_name:
+            raise ValidationError({"served_model_name": "Required for a managed engine."})
         try:
             flags = dict(parse_extra_flags(self.extra_flags or ""))
         except ValidationError:

@@ -190,7 +190,6 @@ def admin_snapshot() -> list[dict[str, Any]]:
                 "detail": state.message if config.is_external and state and view.state != "stopped" else "",
                 "pid": state.pid if state else None,
                 "url": address.text if (address := engine_address(config)) else "",
-                "port": config.port,
                 "launched_at": state.launched_at.isoformat() if state and state.launched_at else None,
                 "ready_at": state.ready_at.isoformat() if state and state.ready_at else None,
                 "crash_count": state.crash_count if state else 0,

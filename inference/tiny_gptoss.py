@@ -82,7 +82,6 @@ def create_tiny_gptoss_engine(
     model_path: Path,
     *,
     name: str = TINY_GPTOSS_NAME,
-    port: int | None = None,
     max_model_len: int = 4096,
     max_num_seqs: int = 8,
     cpu_kv_cache_gib: int = 1,
@@ -91,7 +90,6 @@ def create_tiny_gptoss_engine(
     return create_demo_engine(
         model_path,
         name=name,
-        port=port,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         cpu_kv_cache_gib=cpu_kv_cache_gib,

@@ -145,12 +145,10 @@ def register(url: str, *, name: str = "stub", reasoning: bool = True) -> None:
 
     from inference.models import EngineConfig, EngineState
 
-    port = int(url.rsplit(":", 1)[1])
     config = EngineConfig.objects.create(
         name=name,
         served_model_name=MODEL,
         model="/models/stub",
-        port=port,
         desired_state=EngineConfig.Desired.RUNNING,
         reasoning_parser="openai_gptoss" if reasoning else "",
     )

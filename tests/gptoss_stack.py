@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import MODELS_DIR, Stack, free_port
+from tests.stack import MODELS_DIR, Stack
 
 REASONING = "The user says hi"
 ANSWER = "Hello! I am a tiny model."
@@ -65,7 +65,7 @@ def gptoss_engine(stack_base: Stack, request: pytest.FixtureRequest) -> GptOssEn
     if name not in stack_base.supervisors:
         started = time.monotonic()
         stack_base.manage(
-            "preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", name, "--port", str(free_port()),
+            "preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", name,
             "--max-model-len", "2048", "--max-num-seqs", "8", "--cpu-kv-cache-gib", "1",
             timeout=900,
         )  # fmt: skip

@@ -161,14 +161,14 @@ class Stack:
     def engine(self, name: str | None = None) -> dict[str, Any]:
         """Return one engine's config and state, as the supervisor last wrote them."""
         rows = self.query(
-            "SELECT c.name, c.served_model_name, c.port, c.model, s.state, s.pid, s.base_url, s.api_key, "
+            "SELECT c.name, c.served_model_name, c.model, s.state, s.pid, s.base_url, s.api_key, "
             "s.crash_count, s.failure_kind, s.progress, c.reasoning_parser FROM inference_engineconfig c "
             "LEFT JOIN inference_enginestate s ON s.engine_id = c.id WHERE c.name = ?",
             (name or self.engine_name,),
         )
         if not rows:
             raise AssertionError(f"no engine named {name or self.engine_name}")
-        keys = ("name", "served_model", "port", "model", "state", "pid", "base_url", "api_key", "crash_count",
+        keys = ("name", "served_model", "model", "state", "pid", "base_url", "api_key", "crash_count",
                 "failure_kind", "progress", "reasoning_parser")  # fmt: skip
         return dict(zip(keys, rows[0], strict=True))
 
@@ -297,7 +297,6 @@ class Stack:
             defaults={
                 "served_model_name": engine["served_model"],
                 "model": engine["model"],
-                "port": engine["port"],
                 "device": EngineConfig.Device.CPU,
                 "reasoning_parser": engine["reasoning_parser"],
                 "desired_state": EngineConfig.Desired.RUNNING,
@@ -376,7 +375,7 @@ def build_stack(tmp_root: Path) -> Stack:
     stack.manage("migrate", "--noinput", "-v0")
     stack.manage(
         "preparedemo",
-        "--models-dir", str(MODELS_DIR), "--name", stack.engine_name, "--port", str(free_port()),
+        "--models-dir", str(MODELS_DIR), "--name", stack.engine_name,
         "--max-model-len", "2048", "--max-num-seqs", "8", "--cpu-kv-cache-gib", "1",
         timeout=900,
     )  # fmt: skip

@@ -325,7 +325,7 @@ async def test_a_model_outside_the_keys_list_is_a_403_and_an_unknown_one_a_404(
     alice: Any, stub: Any, ledger: LedgerSpy
 ) -> None:
     await database_sync_to_async(EngineConfig.objects.create)(
-        name="other", served_model_name="other-model", model="/models/other", port=9
+        name="other", served_model_name="other-model", model="/models/other"
     )
     limited = await key(alice, models=["other-model"])
     assert_error(await call(chat(), key=limited), 403, code="model_not_allowed", param="model")

@@ -119,7 +119,7 @@ def test_a_key_limited_to_another_model_gets_a_403_and_lists_nothing_ready(porta
     shell(
         stack,
         "from inference.models import EngineConfig; "
-        f"EngineConfig.objects.create(name={other!r}, served_model_name={other!r}, model='/models/x', port=9)",
+        f"EngineConfig.objects.create(name={other!r}, served_model_name={other!r}, model='/models/x')",
     )
     api = client(base_url, new_key(stack, username, "--models", other))
     assert api.models.list().data == []

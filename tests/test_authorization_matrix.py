@@ -203,7 +203,7 @@ def world(settings: Any, user_factory: Callable[..., Any]) -> World:
         private_template=PromptTemplate.objects.create(owner=alice, title="Alice only", body="x", shared=False),
         shared_template=PromptTemplate.objects.create(owner=alice, title="Team", body="Hi {{name}}", shared=True),
         event_seq=record("engine.config_changed", target="e1", data={"before": {}, "after": {}}).seq,
-        engine=EngineConfig.objects.create(name="e1", served_model_name="m1", model="/models/m1", port=18123),
+        engine=EngineConfig.objects.create(name="e1", served_model_name="m1", model="/models/m1"),
     )
 
 

@@ -299,7 +299,7 @@ async def test_engine_not_ready_gets_a_frame_with_its_state_and_nothing_is_saved
     @database_sync_to_async
     def loading_engine():
         config = EngineConfig.objects.create(
-            name="big", served_model_name="big-model", model="/models/big", port=18001, desired_state="running"
+            name="big", served_model_name="big-model", model="/models/big", desired_state="running"
         )
         from datetime import timedelta
 

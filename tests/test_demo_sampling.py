@@ -23,7 +23,7 @@ def test_the_demo_defaults_are_the_model_cards() -> None:
 
 @pytest.mark.django_db
 def test_the_demo_engine_is_launched_with_the_generation_config_override(tmp_path: Path) -> None:
-    config = create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", port=18777)
+    config = create_demo_engine(tmp_path / "SmolLM2-135M-Instruct")
     config.full_clean()  # the flags pass the allow-list, as in the admin form
     flags = dict(parse_extra_flags(config.extra_flags))
     assert "--enforce-eager" in flags

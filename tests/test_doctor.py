@@ -50,7 +50,7 @@ def test_a_loopback_binding_is_pointed_out(db, settings):
 def test_a_missing_model_folder_fails(db, tmp_path):
     from inference.models import EngineConfig
 
-    EngineConfig.objects.create(name="lost", served_model_name="lost", model=str(tmp_path / "nowhere"), port=18999)
+    EngineConfig.objects.create(name="lost", served_model_name="lost", model=str(tmp_path / "nowhere"))
     finding = findings_by_check()["engine lost"]
     assert finding.status == doctor.FAIL
     assert "does not exist" in finding.detail

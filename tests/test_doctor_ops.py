@@ -191,7 +191,6 @@ def test_static_files_not_collected_in_production_fail(db: Any, clean: Any, caps
 def engine(name: str = "big", **fields: Any) -> EngineConfig:
     fields.setdefault("model", "openai/gpt-oss-20b")
     fields.setdefault("served_model_name", name)
-    fields.setdefault("port", 18500 + EngineConfig.objects.count())
     return EngineConfig.objects.create(name=name, **fields)
 
 

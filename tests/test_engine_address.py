@@ -101,7 +101,7 @@ def test_a_stale_socket_is_removed_but_nothing_else(short_dir: Path) -> None:
 
 @pytest.mark.django_db
 def test_every_caller_gets_a_managed_engines_socket_and_an_external_engines_url() -> None:
-    managed = EngineConfig.objects.create(name="m", served_model_name="m", model="/srv/m", port=8100)
+    managed = EngineConfig.objects.create(name="m", served_model_name="m", model="/srv/m")
     assert address_of(managed) is None, "no launch, no address"
     EngineState.objects.create(engine=managed, base_url="unix:/srv/portal/run/m.sock")
     managed = EngineConfig.objects.select_related("state").get(pk=managed.pk)

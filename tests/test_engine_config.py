@@ -35,7 +35,6 @@ def form_data(**changes):
         "cpu_kv_cache_gib": "1",
         "reasoning_parser": "",
         "scheduling_policy": "fcfs",
-        "port": "8100",
         "extra_flags": "--enforce-eager",
         "desired_state": "stopped",
     }
@@ -50,6 +49,16 @@ def test_a_sensible_cpu_config_is_accepted():
     assert config.extra_flags == "--enforce-eager"
 
 
+def test_the_form_asks_for_no_port_the_engine_listens_on_its_socket():
+    assert "port" not in EngineConfigForm().fields
+
+
+def test_a_managed_engine_needs_a_served_model_name():
+    with pytest.raises(ValidationError) as refused:
+        EngineConfig(name="nameless", model=DEMO).full_clean()
+    assert refused.value.message_dict == {"served_model_name": ["Required for a managed engine."]}
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -60,9 +69,6 @@ def test_a_sensible_cpu_config_is_accepted():
         ("tensor_parallel_size", "0", "greater than or equal to 1"),
         ("max_num_seqs", "0", "greater than or equal to 1"),
         ("cpu_kv_cache_gib", "0", "greater than or equal to 1"),
-        ("port", "80", "greater than or equal to 1024"),
-        ("port", "70000", "less than or equal to 65535"),
-        ("port", "8000", "the portal's own port"),
         ("device", "tpu", "not one of the available choices"),
         ("kv_cache_dtype", "int3", "not one of the available choices"),
         ("reasoning_parser", "my_parser", "not one of the available choices"),
@@ -197,7 +203,7 @@ def test_the_start_command_refuses_a_config_that_cannot_fit(capsys):
     from django.core.management import CommandError, call_command
 
     EngineConfig.objects.create(
-        name="oss", served_model_name="gpt-oss-20b", model="openai/gpt-oss-20b", port=8101, cpu_kv_cache_gib=1
+        name="oss", served_model_name="gpt-oss-20b", model="openai/gpt-oss-20b", cpu_kv_cache_gib=1
     )
     with pytest.raises(CommandError, match="does not fit"):
         call_command("engine", "start", "oss")
@@ -248,14 +254,14 @@ def test_chunked_prefill_off_needs_a_batch_that_holds_the_whole_context(chunked,
 
 
 def orm_config(**fields):
-    defaults = {"name": "shell", "served_model_name": "shell-model", "model": DEMO, "port": 8150}
+    defaults = {"name": "shell", "served_model_name": "shell-model", "model": DEMO}
     return EngineConfig(**{**defaults, **fields})
 
 
 def test_saving_a_refused_flag_through_the_orm_fails_and_writes_nothing():
     with pytest.raises(ValidationError, match="--trust-remote-code is not allowed"):
         EngineConfig.objects.create(
-            name="shell", served_model_name="shell-model", model=DEMO, port=8150, extra_flags="--trust-remote-code"
+            name="shell", served_model_name="shell-model", model=DEMO, extra_flags="--trust-remote-code"
         )
     assert not EngineConfig.objects.exists()
 
@@ -293,10 +299,10 @@ def test_the_demo_engine_is_validated_like_the_form_validates_a_config(tmp_path)
     from inference.demo import DEMO_FLAGS, create_demo_engine
 
     with pytest.raises(ValidationError) as refused:
-        create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", port=8170, max_model_len=1)
+        create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", max_model_len=1)
     assert "max_model_len" in refused.value.message_dict
     assert not EngineConfig.objects.exists()
-    demo = create_demo_engine(tmp_path / "SmolLM2-135M-Instruct", port=8170)
+    demo = create_demo_engine(tmp_path / "SmolLM2-135M-Instruct")
     assert (demo.extra_flags, demo.desired_state) == (DEMO_FLAGS, EngineConfig.Desired.RUNNING)
 
 
@@ -308,5 +314,5 @@ def test_preparedemo_with_an_impossible_value_says_so_and_creates_nothing(monkey
         lambda models_dir: (models_dir / "SmolLM2-135M-Instruct", False),
     )
     with pytest.raises(CommandError, match="max_model_len: Ensure this value is greater than or equal to 16"):
-        call_command("preparedemo", "--models-dir", str(tmp_path), "--port", "8171", "--max-model-len", "1")
+        call_command("preparedemo", "--models-dir", str(tmp_path), "--max-model-len", "1")
     assert not EngineConfig.objects.exists()

@@ -31,9 +31,9 @@ def prepared(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 def test_it_prepares_the_demo_folder_of_an_existing_engine_again_when_it_is_missing(prepared, tmp_path):
     EngineConfig.objects.create(
-        name="demo", served_model_name="SmolLM2-135M-Instruct", model=str(tmp_path / "SmolLM2-135M-Instruct"), port=8100
+        name="demo", served_model_name="SmolLM2-135M-Instruct", model=str(tmp_path / "SmolLM2-135M-Instruct")
     )
-    EngineConfig.objects.create(name="oss", served_model_name="gpt-oss-20b", model="openai/gpt-oss-20b", port=8101)
+    EngineConfig.objects.create(name="oss", served_model_name="gpt-oss-20b", model="openai/gpt-oss-20b")
     call_command("preparedemo")
     assert prepared == [tmp_path]
     assert EngineConfig.objects.count() == 2, "no second demo engine"
@@ -43,13 +43,13 @@ def test_it_leaves_a_prepared_demo_folder_alone(prepared, tmp_path):
     folder = tmp_path / "SmolLM2-135M-Instruct"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"weights")
-    EngineConfig.objects.create(name="demo", served_model_name="SmolLM2-135M-Instruct", model=str(folder), port=8100)
+    EngineConfig.objects.create(name="demo", served_model_name="SmolLM2-135M-Instruct", model=str(folder))
     call_command("preparedemo")
     assert prepared == []
 
 
 def test_without_engines_it_prepares_the_model_and_creates_the_demo_engine(prepared, tmp_path):
-    call_command("preparedemo", "--models-dir", str(tmp_path), "--port", "8123")
+    call_command("preparedemo", "--models-dir", str(tmp_path))
     assert prepared == [tmp_path.resolve()]
     demo = EngineConfig.objects.get()
-    assert (demo.name, demo.port, demo.model) == ("demo", 8123, str(tmp_path.resolve() / "SmolLM2-135M-Instruct"))
+    assert (demo.name, demo.model) == ("demo", str(tmp_path.resolve() / "SmolLM2-135M-Instruct"))

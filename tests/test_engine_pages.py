@@ -18,7 +18,6 @@ def demo(db):
         name="demo",
         served_model_name="SmolLM2-135M-Instruct",
         model="/srv/models/SmolLM2-135M-Instruct",
-        port=8100,
         max_model_len=2048,
         cpu_kv_cache_gib=1,
     )
@@ -30,9 +29,10 @@ def demo(db):
         heartbeat_at=timezone.now(),
         supervisor_host="gpu-1",
         supervisor_pid=4242,
+        base_url="unix:/srv/portal/run/demo.sock",
         failure_kind="port_in_use",
-        diagnosis="Port 8100 on 127.0.0.1 is already in use by another program.",
-        remedies=["Choose a free port for this engine (now 8100), or stop what uses it (`ss -ltnp`)."],
+        diagnosis="The engine could not bind its socket /srv/portal/run/demo.sock, or a port vLLM picks is taken.",
+        remedies=["If a file or folder is at /srv/portal/run/demo.sock, remove it. Then start the engine."],
         log_tail="INFO Starting to load model",
     )
     return config
@@ -68,7 +68,7 @@ def test_adam_sees_the_engines_with_state_progress_and_last_failure(client_for, 
     assert "state-loading" in page
     assert "model loading 45%" in page
     assert '<progress max="1" value="0.45"' in page
-    assert "already in use" in page
+    assert "could not bind its socket" in page
     assert "No NVIDIA GPU on this host." in page
     assert '<script src="/static/inference/engines.js"' in page
     assert "<script>" not in page, "the CSP forbids inline scripts"
@@ -81,7 +81,9 @@ def test_the_engines_nav_entry_is_for_admins_only(client_for, adam, alice):
 
 def test_the_detail_page_shows_diagnosis_remedies_log_and_memory_plan(client_for, adam, demo):
     page = client_for(adam).get("/engines/demo/").content.decode()
-    assert "Choose a free port for this engine (now 8100)" in page
+    assert "If a file or folder is at /srv/portal/run/demo.sock, remove it." in page
+    assert '<span data-field="url">unix:/srv/portal/run/demo.sock</span>' in page, "where the engine listens"
+    assert "127.0.0.1" not in page
     assert "INFO Starting to load model" in page
     assert "No config.json was found" in page  # the path does not exist on this machine
     assert 'data-metrics-url="/engines/demo/metrics.json"' in page
@@ -94,6 +96,8 @@ def test_the_status_json_carries_what_the_page_refreshes(client_for, adam, demo)
     assert engine["progress"] == 0.45
     assert engine["failure"]["kind"] == "port_in_use"
     assert engine["supervisor"] == "gpu-1 pid 4242"
+    assert engine["url"] == "unix:/srv/portal/run/demo.sock"
+    assert "port" not in engine
     assert "api_key" not in engine
     assert body["hosts"][0]["memory_total"] > 0
     # The live panel is drawn by the page's own template: same host, same facts.
@@ -152,7 +156,7 @@ def test_the_admin_form_refuses_unsafe_flags(client_for, adam, demo):
             "name": "demo", "served_model_name": "x", "model": "/srv/m", "device": "cpu", "dtype": "auto",
             "gpu_memory_utilization": "0.9", "tensor_parallel_size": "1", "pipeline_parallel_size": "1",
             "max_num_seqs": "8", "kv_cache_dtype": "auto", "cpu_kv_cache_gib": "1", "scheduling_policy": "fcfs",
-            "port": "8100", "extra_flags": "--host 0.0.0.0", "desired_state": "stopped",
+            "extra_flags": "--host 0.0.0.0", "desired_state": "stopped",
             "state-TOTAL_FORMS": "1", "state-INITIAL_FORMS": "1",
             "state-MIN_NUM_FORMS": "0", "state-MAX_NUM_FORMS": "1",
         },

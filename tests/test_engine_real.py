@@ -18,7 +18,7 @@ import pytest
 
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
 from inference.engine_router import EngineTarget, pick_engine
-from tests.stack import engine_processes, free_port, wait_until
+from tests.stack import engine_processes, wait_until
 
 pytestmark = [pytest.mark.engine]
 
@@ -203,7 +203,7 @@ def test_stop_leaves_no_process_behind_and_start_brings_it_back(engine_stack):
     copy = (
         "from inference.models import EngineConfig as C; "
         f"c = C.objects.get(name={engine_stack.engine_name!r}); "
-        f"c.pk = None; c.name = {second!r}; c.port = {free_port()}; c.save()"
+        f"c.pk = None; c.name = {second!r}; c.save()"
     )
     engine_stack.manage("shell", "-c", copy)
     engine_stack.start_supervisor(second)

@@ -19,18 +19,18 @@ from inference.status import model_choices
 from tests.websocket import open_socket
 
 State = EngineState.State
-_ports = iter(range(8200, 8300))
 
 
 def engine(name: str, model: str, state: str | None, *, load: int = 0, progress=None, stale=False, parser=""):
     config = EngineConfig.objects.create(
-        name=name, served_model_name=model, model=f"/srv/{name}", port=next(_ports), reasoning_parser=parser,
+        name=name, served_model_name=model, model=f"/srv/{name}", reasoning_parser=parser,
         desired_state="running",
     )  # fmt: skip
     if state is not None:
         EngineState.objects.create(
-            engine=config, state=state, progress=progress, running_requests=load, base_url=f"http://127.0.0.1:{config.port}",
-            api_key=f"key-{name}", heartbeat_at=timezone.now() - timedelta(minutes=10 if stale else 0),
+            engine=config, state=state, progress=progress, running_requests=load,
+            base_url=f"unix:/run/portal-test/{name}.sock", api_key=f"key-{name}",
+            heartbeat_at=timezone.now() - timedelta(minutes=10 if stale else 0),
         )  # fmt: skip
     return config
 

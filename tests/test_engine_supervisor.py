@@ -2,7 +2,7 @@
 
 The first test runs a real guarded process through the real supervisor: a few lines of
 Python standing in for vLLM (a progress bar drawn with carriage returns, then /health on its
-port). The others drive the reconcile loop with a fake process, to walk through crash
+socket). The others drive the reconcile loop with a fake process, to walk through crash
 streaks quickly. The real vLLM engine is covered by tests/test_engine_real.py.
 """
 
@@ -29,7 +29,6 @@ from inference.launch_command import MARK_VARIABLE, Launch
 from inference.models import EngineConfig, EngineState
 from inference.status import describe
 from inference.supervisor import Supervisor
-from tests.stack import free_port
 
 pytestmark = [pytest.mark.django_db]
 State = EngineState.State
@@ -103,16 +102,6 @@ class StrangerOnSocket(socketserver.ThreadingMixIn, socketserver.UnixStreamServe
         return True
 
 
-class StrangerOnPort(http.server.ThreadingHTTPServer):
-    """A stranger on 127.0.0.1:PORT, where the engine listened before it moved to a socket."""
-
-    daemon_threads = True
-
-    def __init__(self, port: int) -> None:
-        self.requests = 0
-        super().__init__(("127.0.0.1", port), StrangerHandler)
-
-
 def fake_vllm(folder: Path) -> Callable[..., Launch]:
     """A build_launch that starts FAKE_ENGINE on the launch's socket."""
 
@@ -135,7 +124,6 @@ def engine_config(**fields: Any) -> EngineConfig:
         "name": f"e{secrets.token_hex(4)}",
         "served_model_name": "fake",
         "model": "/srv/models/fake",
-        "port": free_port(),
         "desired_state": EngineConfig.Desired.RUNNING,
     }
     return EngineConfig.objects.create(**{**defaults, **fields})
@@ -208,15 +196,12 @@ def test_a_hung_engine_is_stopped_counted_as_a_crash_and_the_admins_are_told(
     assert "stopped answering /health" in mailoutbox[0].body
 
 
-def test_a_stranger_on_the_engines_old_port_or_on_its_socket_does_not_make_it_ready(
+def test_a_stranger_on_the_engines_socket_does_not_make_it_ready(
     boss: Supervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(supervisor_module, "STARTING_HEALTH_INTERVAL", 0.05)
     monkeypatch.setattr(supervisor_module, "build_launch", fake_vllm(tmp_path))
     config = engine_config()
-    assert config.port is not None
-    on_port = StrangerOnPort(config.port)
-    threading.Thread(target=on_port.serve_forever, daemon=True).start()
     boss.tick()  # the launch: the stand-in draws its bar and waits before it listens
     socket_path = parse_address(state_of(config).base_url).socket_path
     assert Path(socket_path).parent == Path(settings.ENGINE_SOCKET_DIR)
@@ -229,12 +214,9 @@ def test_a_stranger_on_the_engines_old_port_or_on_its_socket_does_not_make_it_re
             assert state_of(config).state != State.READY
             probes += on_socket.connections.acquire(timeout=2)
         assert on_socket.requests == 0, "a listener that is not our engine's process is not even asked"
-        assert on_port.requests == 0, "the engine's old port is never asked"
     finally:
         on_socket.shutdown()
         on_socket.server_close()
-        on_port.shutdown()
-        on_port.server_close()
     Path(socket_path).unlink()
     (tmp_path / "serve").touch()  # now our own process listens on the socket
     tick_until(boss, config, lambda state: state.state == State.READY, "ready")

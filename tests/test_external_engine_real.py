@@ -124,18 +124,18 @@ def second_vllm(engine_stack: Stack) -> Iterator[SecondVllm]:
 def mirror(stack: Stack, keys: dict[str, str]) -> None:
     """Make the test database hold exactly the engines named in ``keys``, as the stack has them."""
     rows = stack.query(
-        "SELECT c.name, c.kind, c.url, c.served_model_name, c.port, c.model, s.state, s.base_url, s.api_key, "
+        "SELECT c.name, c.kind, c.url, c.served_model_name, c.model, s.state, s.base_url, s.api_key, "
         "s.served_models, s.running_requests, s.waiting_requests FROM inference_engineconfig c "
         "JOIN inference_enginestate s ON s.engine_id = c.id"
     )
     EngineConfig.objects.exclude(name__in=list(keys)).delete()
-    for name, kind, url, served, port, model, state, base_url, api_key, models, running, waiting in rows:
+    for name, kind, url, served, model, state, base_url, api_key, models, running, waiting in rows:
         if name not in keys:
             continue
         external = kind == EngineConfig.Kind.EXTERNAL
         config, _ = EngineConfig.objects.update_or_create(
             name=name,
-            defaults={"kind": kind, "url": url, "served_model_name": served, "port": port, "model": model,
+            defaults={"kind": kind, "url": url, "served_model_name": served, "model": model,
                       "desired_state": "running", "api_key_encrypted": encrypt_api_key(keys[name]) if external else ""},
         )  # fmt: skip
         EngineState.objects.update_or_create(

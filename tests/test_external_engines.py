@@ -149,7 +149,7 @@ def test_a_key_kept_in_its_file_is_read_at_every_use(stub, key_file):
 )
 def test_add_external_refuses_bad_input_and_writes_nothing(settings, tmp_path, url, extra, error):
     settings.EXTERNAL_ENGINE_ALLOWED = ["127.0.0.0/8", "*.example.com"]
-    EngineConfig.objects.create(name="demo", served_model_name="smol", model="/srv/smol", port=8100)
+    EngineConfig.objects.create(name="demo", served_model_name="smol", model="/srv/smol")
     empty = tmp_path / "empty"
     empty.write_text("\n")
     extra = [str(empty) if item == "EMPTY" else item for item in extra]
@@ -166,7 +166,7 @@ def test_a_taken_name_needs_replace_and_a_running_managed_engine_is_not_removed(
         add_external("cluster", stub.url, "--api-key-file", str(key_file))
     add_external("cluster", stub.url, "--api-key-file", str(key_file), "--replace")
     assert engine_api_key(EngineConfig.objects.get(name="cluster")) == API_KEY
-    EngineConfig.objects.create(name="demo", served_model_name="smol", model="/srv/smol", port=8100,
+    EngineConfig.objects.create(name="demo", served_model_name="smol", model="/srv/smol",
                                 desired_state="running")  # fmt: skip
     with pytest.raises(CommandError, match="engine stop demo"):
         call_command("engine", "remove", "demo")
@@ -287,12 +287,12 @@ def external(name: str, url: str, state: str, *, models: list[str], load: int = 
     return config
 
 
-def managed(name: str, model: str, state: str, *, load: int = 0, port: int = 8301) -> EngineConfig:
+def managed(name: str, model: str, state: str, *, load: int = 0) -> EngineConfig:
     config = EngineConfig.objects.create(
-        name=name, served_model_name=model, model=f"/srv/{name}", port=port, desired_state="running"
+        name=name, served_model_name=model, model=f"/srv/{name}", desired_state="running"
     )
     EngineState.objects.create(
-        engine=config, state=state, running_requests=load, base_url=f"http://127.0.0.1:{port}",
+        engine=config, state=state, running_requests=load, base_url=f"unix:/run/portal-test/{name}.sock",
         api_key=f"key-{name}", heartbeat_at=timezone.now(),
     )  # fmt: skip
     return config
@@ -318,7 +318,7 @@ def test_a_model_served_by_managed_and_external_engines_goes_to_the_least_loaded
 def test_equally_loaded_ready_engines_share_a_burst():
     managed("local", "smol", State.READY, load=2)
     external("remote", "https://gpu.example.com", State.READY, models=["smol"], load=2)
-    managed("busy", "smol", State.READY, load=3, port=8302)
+    managed("busy", "smol", State.READY, load=3)
     picked = {pick_engine("smol").name for _ in range(40)}
     assert picked == {"local", "remote"}
 

@@ -87,8 +87,8 @@ def test_the_planner_plans_the_tiny_checkpoint_and_gpt_oss_20b(tiny_folder: Path
 
 @pytest.mark.django_db
 def test_the_command_creates_a_reasoning_engine_once(tiny_folder: Path) -> None:
-    call_command("preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", "oss", "--port", "18993")
-    call_command("preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", "oss", "--port", "18993")
+    call_command("preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", "oss")
+    call_command("preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", "oss")
     config = EngineConfig.objects.get()
     assert (config.name, config.served_model_name, config.reasoning_parser) == (
         "oss",
@@ -129,7 +129,7 @@ def test_a_builder_that_fails_says_why_and_leaves_no_folder(settings, tmp_path: 
 
 @pytest.mark.django_db
 def test_running_the_command_again_points_out_an_engine_on_an_older_build(tiny_folder: Path, capsys) -> None:
-    EngineConfig.objects.create(name="oss", served_model_name="oss", model="/srv/models/tiny-gpt-oss-0", port=18994)
+    EngineConfig.objects.create(name="oss", served_model_name="oss", model="/srv/models/tiny-gpt-oss-0")
     call_command("preparetinygptoss", "--models-dir", str(MODELS_DIR), "--name", "oss")
     assert f"point it at {tiny_folder}" in capsys.readouterr().out
     assert EngineConfig.objects.get().model == "/srv/models/tiny-gpt-oss-0"

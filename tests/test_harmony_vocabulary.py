@@ -116,9 +116,9 @@ def test_doctor_checks_the_vocabulary_only_when_an_engine_serves_gpt_oss(db: Non
     def checks() -> dict[str, doctor.Finding]:
         return {finding.check: finding for finding in doctor.run_checks()}
 
-    EngineConfig.objects.create(name="small", served_model_name="small", model="HuggingFaceTB/SmolLM2-135M", port=18991)
+    EngineConfig.objects.create(name="small", served_model_name="small", model="HuggingFaceTB/SmolLM2-135M")
     assert CHECK not in checks()
     EngineConfig.objects.create(
-        name="oss", served_model_name="oss", model="openai/gpt-oss-20b", reasoning_parser="openai_gptoss", port=18992
+        name="oss", served_model_name="oss", model="openai/gpt-oss-20b", reasoning_parser="openai_gptoss"
     )
     assert checks()[CHECK].status == doctor.OK

@@ -92,7 +92,7 @@ async def test_a_member_over_budget_is_refused_with_the_limit_and_the_reset_time
 
 async def test_a_model_outside_the_policy_is_refused_even_when_sent_by_hand(alice, stub):
     await database_sync_to_async(EngineConfig.objects.create)(
-        name="other", served_model_name="other-model", model="/models/other", port=9555
+        name="other", served_model_name="other-model", model="/models/other"
     )
     await give_members(all_models=False, model_names=["other-model"])
     socket = await chat_socket(alice)
@@ -104,7 +104,7 @@ async def test_a_model_outside_the_policy_is_refused_even_when_sent_by_hand(alic
 
 
 def test_the_model_picker_lists_only_the_allowed_models(alice, stub, client_for):
-    EngineConfig.objects.create(name="other", served_model_name="other-model", model="/models/other", port=9555)
+    EngineConfig.objects.create(name="other", served_model_name="other-model", model="/models/other")
     policy = Policy.objects.create(name="members", all_models=False, model_names=["other-model"])
     GroupPolicy.objects.create(group=Group.objects.get(name=MEMBERS), policy=policy)
     page = client_for(alice).get(reverse("chat:index"))
@@ -113,7 +113,7 @@ def test_the_model_picker_lists_only_the_allowed_models(alice, stub, client_for)
 
 async def test_the_status_push_lists_only_the_allowed_models(alice, stub):
     await database_sync_to_async(EngineConfig.objects.create)(
-        name="other", served_model_name="other-model", model="/models/other", port=9555
+        name="other", served_model_name="other-model", model="/models/other"
     )
     await give_members(all_models=False, model_names=["other-model"])
     socket, connected, _ = await open_socket("/ws/status/", alice)

@@ -26,8 +26,8 @@ def quota(*args: str) -> str:
 def engines(db: Any) -> None:
     from inference.models import EngineConfig
 
-    EngineConfig.objects.create(name="small", served_model_name="small-model", model="/models/x", port=9101)
-    EngineConfig.objects.create(name="large", served_model_name="large-model", model="/models/x", port=9102)
+    EngineConfig.objects.create(name="small", served_model_name="small-model", model="/models/x")
+    EngineConfig.objects.create(name="large", served_model_name="large-model", model="/models/x")
 
 
 def test_an_admin_gives_a_member_a_daily_budget_and_one_concurrent_answer(alice):

@@ -37,8 +37,8 @@ def engines(db: Any) -> list[str]:
     """Two configured engines, so policies have served model names to choose from."""
     from inference.models import EngineConfig
 
-    for port, name in ((9101, "small"), (9102, "large")):
-        EngineConfig.objects.create(name=name, served_model_name=f"{name}-model", model="/models/x", port=port)
+    for name in ("small", "large"):
+        EngineConfig.objects.create(name=name, served_model_name=f"{name}-model", model="/models/x")
     return ["large-model", "small-model"]
 
 

@@ -31,8 +31,8 @@ def use(
 def engines(db: Any) -> None:
     from inference.models import EngineConfig
 
-    EngineConfig.objects.create(name="small", served_model_name="small-model", model="/models/x", port=9101)
-    EngineConfig.objects.create(name="large", served_model_name="large-model", model="/models/x", port=9102)
+    EngineConfig.objects.create(name="small", served_model_name="small-model", model="/models/x")
+    EngineConfig.objects.create(name="large", served_model_name="large-model", model="/models/x")
 
 
 def test_a_member_sees_todays_usage_against_the_limits_and_a_chart(alice, client_for):

@@ -64,7 +64,7 @@ async def test_a_disabled_users_socket_is_closed_on_the_next_change(alice, monke
     alice.is_active = False
     await database_sync_to_async(alice.save)(update_fields=["is_active"])
     await database_sync_to_async(EngineConfig.objects.create)(
-        name="new", served_model_name="new-model", model="/models/new", port=18123
+        name="new", served_model_name="new-model", model="/models/new"
     )
     output = await communicator.receive_output(timeout=5)
     assert output["type"] == "websocket.close"

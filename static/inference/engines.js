@@ -32,6 +32,7 @@
     }
     setText(card, "desired", engine.desired);
     setText(card, "pid", engine.pid);
+    setText(card, "url", engine.url);
     setText(card, "supervisor", engine.supervisor || "not running");
     setText(card, "running_requests", engine.running_requests);
     setText(card, "waiting_requests", engine.waiting_requests);

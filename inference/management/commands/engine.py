@@ -106,7 +106,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{row['name']:<16} {row['state']:<11} {row['message']:<44} model={row['model']} "
                 + (f"external url={row['url']}" if row["kind"] == "external" else
-                   f"desired={row['desired']} port={row['port']} pid={row['pid'] or '-'}")
+                   f"desired={row['desired']} pid={row['pid'] or '-'}")
             )  # fmt: skip
             if row["detail"]:
                 self.stdout.write(f"{'':<16} {row['detail']}")
