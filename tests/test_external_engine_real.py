@@ -90,7 +90,7 @@ def second_vllm(engine_stack: Stack) -> Iterator[SecondVllm]:
     process = subprocess.Popen(
         [str(ENGINE_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", model,
          "--served-model-name", engine_stack.served_model, "--host", "127.0.0.1", "--port", str(port),
-         "--api-key", key, "--dtype", "bfloat16", "--max-model-len", "2048", "--max-num-seqs", "8",
+         "--api-key", key, "--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "8",
          "--enforce-eager", "--disable-uvicorn-access-log"],
         env=env, stdout=(engine_stack.data_dir / "second-vllm.log").open("ab"), stderr=subprocess.STDOUT,
         start_new_session=True,
