@@ -32,6 +32,13 @@ class StatusConsumer(AuthenticatedJsonConsumer):
         # The model picker lists only the models the user's policy allows.
         return status.public_state(allowed_models(self.scope["user"]))
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # A socket closed by the portal (a lapsed sign-in) stops polling at once, not when the
+        # browser's disconnect arrives. From inside the poller, the poller returns by itself.
+        if self._poller is not None and self._poller is not asyncio.current_task():
+            self._poller.cancel()
+        await super().close(code, reason)
+
     async def disconnect(self, code: int) -> None:
         if self._poller is not None:
             self._poller.cancel()

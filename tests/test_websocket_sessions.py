@@ -7,6 +7,7 @@ user in, 4403 when the user is still signed in but no longer allowed on that soc
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -58,6 +59,9 @@ async def test_logging_out_closes_the_sockets_of_that_session_at_once(alice):
     assert response.status_code == 302
     assert await closed_with(chat) == 4401
     assert await closed_with(status) == 4401
+    # The status socket stopped polling the database when it closed, not when the browser goes.
+    await asyncio.sleep(0)
+    assert [task for task in asyncio.all_tasks() if "StatusConsumer._poll" in repr(task.get_coro())] == []
 
 
 async def test_logging_out_in_one_browser_leaves_the_other_browsers_socket_open(alice):
