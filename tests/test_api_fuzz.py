@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from accounts import api_keys
@@ -186,6 +186,10 @@ def test_fuzzed_bodies_are_refused_cleanly_before_the_engine(
 
     @fuzz_settings
     @given(body=bodies)
+    # One of each kind always runs: the default profile's few random examples may miss one.
+    @example(body={"model": "a-model-the-key-does-not-allow", "messages": [{"role": "user", "content": "hi"}]})
+    @example(body={"model": UNSERVED_MODEL, "messages": "not a list"})
+    @example(body={"model": UNSERVED_MODEL, "messages": [{"role": "user", "content": "x" * (OVERSIZED_LIMIT + 200)}]})
     def one(body: Any) -> None:
         reply = loop.run_until_complete(call(body, key=secret))
         event(f"status {reply.status}")
