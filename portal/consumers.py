@@ -55,9 +55,7 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def _close_for_outage(self, exc: BaseException) -> None:
         logger.warning("%s: Redis is down under the socket (%s); closing it", type(self).__name__, exc)
-        if self._counted_open:
-            self._counted_open = False
-            metrics.socket_closed()
+        self._count_closed()
         # The browser may have gone in the meantime; nothing more is owed to it then.
         with contextlib.suppress(Exception):
             if not self._accepted:
@@ -65,11 +63,16 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("redis_unavailable", outage.message_for(outage.REDIS))
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "websocket.disconnect" and self._counted_open:
+    def _count_closed(self) -> None:
+        """Take the socket off the open-sockets gauge, once."""
+        if self._counted_open:
             self._counted_open = False
             metrics.socket_closed()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "websocket.disconnect":
+            self._count_closed()
         if kind in ("websocket.connect", "websocket.disconnect"):
             await super().dispatch(message)
             return
