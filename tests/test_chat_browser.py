@@ -191,3 +191,27 @@ def test_the_engine_badge_follows_what_the_status_socket_pushes(page: Any, porta
     expect(badge).to_have_text("stub-model: ready", timeout=15_000)
     # The push carried the new state: the page fetched nothing for it.
     assert requests == []
+
+
+def test_a_question_sent_while_the_socket_is_still_opening_goes_out_once_it_opens(
+    page: Any, portal: WebPortal, stub: StubEngine
+) -> None:
+    stub.script = Script(pieces=[("", "early "), ("", "bird")])
+    log_in(page, portal.url, "alice")
+    # Slow every connection down (Chromium's own network emulation, which delays the
+    # WebSocket handshake too), so the question is typed while the page's socket is opening.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 1500, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    opened: list[str] = []
+    page.on("websocket", lambda socket: opened.append(socket.url))
+    page.reload(wait_until="domcontentloaded")
+    page.fill("#prompt", "Who answers first?")
+    page.press("#prompt", "Enter")
+    assert not page.is_visible("#notice"), page.inner_text("#notice")
+    page.wait_for_selector('.msg-assistant[data-status="complete"]', timeout=30_000)
+    assert answer_text(page) == "early bird"
+    assert any(url.endswith("/ws/chat/") for url in opened)

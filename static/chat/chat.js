@@ -26,6 +26,7 @@
     lastSent: null, // the text of a question not yet confirmed by a start frame
     socket: null,
     retry: 0,
+    queued: [], // frames sent while the socket was still connecting: they go out once it opens
   };
 
   // --- helpers --------------------------------------------------------------------------
@@ -264,10 +265,14 @@
       state.retry = 0;
       ui.connection.hidden = true;
       attach();
+      state.queued.splice(0).forEach(function (frame) { socket.send(JSON.stringify(frame)); });
     });
     socket.addEventListener("message", function (event) { onFrame(JSON.parse(event.data)); });
     socket.addEventListener("close", function (event) {
       state.socket = null;
+      if (event.code === 4401 || event.code === 4403) {
+        state.queued = [];
+      }
       if (event.code === 4401) {
         location.reload(); // logged out or disabled: the page sends to the login form
         return;
@@ -283,6 +288,12 @@
   }
 
   function sendFrame(frame) {
+    if (state.socket && state.socket.readyState === WebSocket.CONNECTING) {
+      // Typed before the page's socket finished opening (a fast typist, a slow handshake):
+      // hold the frame and send it the moment the socket opens instead of refusing it.
+      state.queued.push(frame);
+      return true;
+    }
     if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
       showNotice("Not connected — reconnecting…", "error");
       return false;
