@@ -25,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -302,19 +303,28 @@ def _settle_locked(
             counter.day_requests = max(0, counter.day_requests - 1)
         return True
     _count(counter, reservation, prompt + completion)
-    row, _ = DailyUsage.objects.get_or_create(
-        user_id=reservation.user_id, model=reservation.model, channel=reservation.channel, day=reservation.day
-    )
-    DailyUsage.objects.filter(pk=row.pk).update(
-        requests=F("requests") + 1,
-        prompt_tokens=F("prompt_tokens") + prompt,
-        completion_tokens=F("completion_tokens") + completion,
-    )
+    key = {"user_id": reservation.user_id, "model": reservation.model, "channel": reservation.channel}
+    row = DailyUsage.objects.filter(day=reservation.day, **key)
+    add = {
+        "requests": F("requests") + 1,
+        "prompt_tokens": F("prompt_tokens") + prompt,
+        "completion_tokens": F("completion_tokens") + completion,
+    }
+    # The day's row nearly always exists: one UPDATE; the day's first answer creates it first
+    # (ignore_conflicts: a concurrent settlement of another of the user's answers may too).
+    if not row.update(**add):
+        DailyUsage.objects.bulk_create([DailyUsage(day=reservation.day, **key)], ignore_conflicts=True)
+        row.update(**add)
     return True
 
 
 def settle(
-    reservation: Reservation, *, prompt_tokens: int | None, completion_tokens: int, outcome: str
+    reservation: Reservation,
+    *,
+    prompt_tokens: int | None,
+    completion_tokens: int,
+    outcome: str,
+    policy: EffectivePolicy | None = None,
 ) -> dict[str, Any]:
     """Replace the reservation by the actual usage; return what is left (see :func:`remaining`).
 
@@ -322,7 +332,8 @@ def settle(
     ``outcome`` is a :class:`~accounts.models.Reservation.Outcome` value; ``cancelled``
     (the answer never started) counts nothing. Settling a reservation a second time
     changes nothing. Call it inside the transaction that stores the answer, so both commit
-    together.
+    together. ``policy`` is the one the reservation was admitted under (what is left is
+    reported by it, without reading the policy again); None reads the user's policy now.
     """
     if outcome not in Reservation.Outcome.values:
         raise ValueError(f"unknown outcome {outcome!r}")
@@ -336,7 +347,9 @@ def settle(
         _roll(counter, at)
         _settle_locked(counter, reservation, prompt, completion, outcome, at)
         counter.save()
-    return _remaining(counter, effective_policy(reservation.user), at)
+    if policy is None:
+        policy = effective_policy(get_user_model()(pk=reservation.user_id))  # the id is all it reads
+    return _remaining(counter, policy, at)
 
 
 def settle_lost(request_ids: Iterable[str]) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,11 +154,16 @@ def _delta(chunk: dict[str, Any]) -> ChatDelta | None:
     return None
 
 
-async def stream_chat(request: ChatRequest, target: EngineTarget) -> AsyncIterator[ChatDelta]:
+async def stream_chat(
+    request: ChatRequest, target: EngineTarget, pace: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[ChatDelta]:
     """Stream one chat completion from ``target`` (the engine picked when the request was prepared).
 
     Yields deltas as they arrive; the last one carries ``usage``. Raises :class:`EngineError`.
     Closing the generator closes the HTTP response, which makes vLLM abort the request.
+    ``pace``, when given, is awaited before each read from the engine's connection: the
+    caller may hold the next read back while what it has would not be sent yet anyway, so
+    that one read takes several events (see ``Generation._pace``).
     """
     headers = {"Authorization": f"Bearer {target.api_key}"}
     if request.request_id:
@@ -189,14 +194,17 @@ async def stream_chat(request: ChatRequest, target: EngineTarget) -> AsyncIterat
         if response.status_code >= 400:
             raw = await response.aread()
             raise EngineError("engine_error", _error_message(raw, response.status_code), status=response.status_code)
-        async for delta in _read_stream(response, target, first_token_timeout):
+        async for delta in _read_stream(response, target, first_token_timeout, pace):
             yield delta
     finally:
         await response.aclose()
 
 
 async def _read_stream(
-    response: httpx.Response, target: EngineTarget, first_token_timeout: float
+    response: httpx.Response,
+    target: EngineTarget,
+    first_token_timeout: float,
+    pace: Callable[[], Awaitable[None]] | None,
 ) -> AsyncIterator[ChatDelta]:
     # The hot path of every relayed token. Reads are bytes as they come off the socket (one
     # timeout per read, not per line: vLLM sends several events per read under load), split
@@ -207,6 +215,8 @@ async def _read_stream(
     got_token = False
     partial = b""
     while True:
+        if pace is not None:
+            await pace()  # outside the read's timeout: holding a read back is not the engine stalling
         wait = settings.ENGINE_CHUNK_TIMEOUT if got_token else max(0.0, first_deadline - loop.time())
         try:
             async with asyncio.timeout(wait):

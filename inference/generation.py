@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 # the reason as its error code.
 STOP_BY_USER = "by_user"
 STOP_DETACHED = DETACHED
+# How long before a frame's slot the held-back read from the engine runs (Generation._pace):
+# time enough to parse what came in before the writer takes it.
+PACE_MARGIN = 0.005
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class Prepared:
     reservation: Reservation | None = None
     # What the plugins' prompt checks told the user (e.g. what was masked and why).
     notices: tuple[str, ...] = ()
+    # The policy the reservation was admitted under; settlement reports what is left by it.
+    policy: EffectivePolicy | None = None
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
@@ -106,7 +111,7 @@ def reserve_usage(prepared: Prepared, policy: EffectivePolicy) -> Prepared:
     except QuotaRefused as exc:
         raise _rejected(exc, prepared.source) from exc
     prepared.request.max_tokens = reservation.max_tokens
-    return replace(prepared, reservation=reservation)
+    return replace(prepared, reservation=reservation, policy=policy)
 
 
 def settle_usage(prepared: Prepared, outcome: Outcome) -> dict[str, Any] | None:
@@ -125,7 +130,13 @@ def settle_usage(prepared: Prepared, outcome: Outcome) -> dict[str, Any] | None:
         if prompt is None:
             prompt = reservation.prompt_tokens if outcome.completion_tokens else 0
         completion = outcome.completion_tokens
-        left = settle(reservation, prompt_tokens=prompt, completion_tokens=completion, outcome=outcome.status)
+        left = settle(
+            reservation,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            outcome=outcome.status,
+            policy=prepared.policy,
+        )
     record_generation(prepared, outcome)
     return left
 
@@ -293,6 +304,7 @@ class Generation:
     _pending_content: list[str] = field(default_factory=list)
     _pending_reasoning: list[str] = field(default_factory=list)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _next_frame_at: float = 0.0  # loop time at which the writer may send its next frame
     _closing: bool = False
     _token_chunks: int = 0
     _started: float = 0.0
@@ -330,7 +342,9 @@ class Generation:
                 # Stopped before it began: nothing to ask the engine.
                 raise asyncio.CancelledError
             # stream_chat is an async generator; aclosing() makes leaving early close it.
-            upstream = cast(AsyncGenerator[ChatDelta, None], stream_chat(self.prepared.request, self.prepared.target))
+            upstream = cast(
+                AsyncGenerator[ChatDelta, None], stream_chat(self.prepared.request, self.prepared.target, self._pace)
+            )
             async with aclosing(upstream) as stream:
                 async for delta in stream:
                     self._take(delta)
@@ -418,6 +432,7 @@ class Generation:
     async def _write_frames(self) -> None:
         """Send the first text at once, then at most GENERATION_FRAMES_PER_SECOND frames."""
         interval = 1.0 / settings.GENERATION_FRAMES_PER_SECOND
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -426,7 +441,24 @@ class Generation:
                 await self._send(frame)
             if self._closing:
                 return
+            self._next_frame_at = loop.time() + interval
             await asyncio.sleep(interval)
+
+    async def _pace(self) -> None:
+        """Hold the next read from the engine back until just before the next frame may go out.
+
+        Text read now would wait for that frame anyway; read just before it instead, and that
+        one read (one trip through the socket and the HTTP client) takes every event that came
+        in meanwhile rather than one each. The first token of a frame is read the moment it
+        comes, so no text is delayed; what arrives in the last ``PACE_MARGIN`` before the frame
+        is read as it comes. (Only time decides: the HTTP client may hold several events of one
+        read, and those must not wait for the next frame.)
+        """
+        if not self._pending_content and not self._pending_reasoning:
+            return
+        wait = self._next_frame_at - PACE_MARGIN - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _send(self, frame: Frame) -> None:
         try:

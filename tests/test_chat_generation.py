@@ -143,3 +143,31 @@ async def test_an_unknown_model_is_refused_with_the_engines_state(alice, stub):
         await prepared_for(alice, model="no-such-model")
     assert refused.value.code == "engine_unavailable"
     assert refused.value.details["state"] == "unknown_model"
+
+
+async def test_reads_from_the_engine_are_held_back_to_the_frame_pace_and_lose_no_text(alice, stub, monkeypatch):
+    # 100 tokens, 4 ms apart: read as they come, that is about 100 reads of the engine's
+    # socket; held back until just before each frame (20 a second), about four per frame (the
+    # held-back read, the tokens of the last few ms before the frame, the next frame's first).
+    import httpx
+
+    reads = 0
+    aiter_bytes = httpx.Response.aiter_bytes
+
+    async def counted(self: httpx.Response, *args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        async for read in aiter_bytes(self, *args, **kwargs):
+            reads += 1  # the stub engine closes-delimits its stream: one item per socket read
+            yield read
+
+    monkeypatch.setattr(httpx.Response, "aiter_bytes", counted)
+    pieces = [("", f"t{index} ") for index in range(100)]
+    stub.script = Script(pieces=pieces, delay=0.004)
+    sink = RecordingSink()
+    outcome = await Generation(await prepared_for(alice), sink).run()
+    assert outcome.status == "complete"
+    assert "".join(frame.content for frame in sink.frames) == "".join(content for _, content in pieces)
+    # The first token is not held back: it is the first frame, alone.
+    assert sink.frames[0].content == "t0 "
+    assert len(sink.frames) <= 20
+    assert reads <= len(pieces) // 2, (reads, len(sink.frames))
