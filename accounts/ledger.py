@@ -342,7 +342,8 @@ def settle(
     if outcome == Reservation.Outcome.CANCELLED:
         prompt = completion = 0
     at = periods()
-    with transaction.atomic():
+    # No savepoint inside the caller's settlement transaction: a failure here rolls all of it back.
+    with transaction.atomic(savepoint=False):
         counter = _locked_counter(reservation.user_id)
         _roll(counter, at)
         _settle_locked(counter, reservation, prompt, completion, outcome, at)

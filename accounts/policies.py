@@ -19,7 +19,9 @@ callable to :func:`set_served_models` in its ``ready()``; accounts never imports
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -157,9 +159,37 @@ def _from_row(row: tuple[Any, ...], source: str) -> EffectivePolicy:
     )
 
 
+# Inside read_once(): the policies read so far, by user id (None outside: always read).
+_read_in_this_request: ContextVar[dict[int, EffectivePolicy] | None] = ContextVar("policies_read", default=None)
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """Within the block, read each user's effective policy from the database once.
+
+    For one request's admission, which asks for the policy in several places (the
+    parameters' ranges, the model check, the reservation): each ask was a query. The block
+    is as short as the request, so a policy changed meanwhile applies from the next one.
+    """
+    token = _read_in_this_request.set({})
+    try:
+        yield
+    finally:
+        _read_in_this_request.reset(token)
+
+
 def effective_policy(user: Any) -> EffectivePolicy:
     """Return the policy that applies to ``user``: override, else groups, else the site default."""
-    rows = _assigned(user.pk)
+    read = _read_in_this_request.get()
+    if read is None:
+        return _effective_policy(user.pk)
+    if user.pk not in read:
+        read[user.pk] = _effective_policy(user.pk)
+    return read[user.pk]
+
+
+def _effective_policy(user_id: int) -> EffectivePolicy:
+    rows = _assigned(user_id)
     for row in rows:
         if row[-1] == "":
             return _from_row(row, f"personal policy {row[0]!r}")

@@ -19,7 +19,7 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 from inference.answers import LOST
 from inference.audit_events import record_lost
-from inference.generation import Outcome, Prepared, check_prompt, prepare, settle_lost_usage
+from inference.generation import Outcome, Prepared, check_prompt, one_policy_read, prepare, settle_lost_usage
 from inference.rejections import GenerationRejected
 from inference.sampling import Sampling, parse_sampling
 from inference.text_checks import storable_text
@@ -175,6 +175,11 @@ def begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params:
     Raises :class:`ChatRejected` or :class:`GenerationRejected` (also ``refused_by_plugin``
     and ``plugin_failed`` from the plugins' checks) before saving anything.
     """
+    with one_policy_read():  # the user's policy, asked for by each plan and the admission
+        return _begin_turn(user, kind, conversation_id, content, params)
+
+
+def _begin_turn(user: Any, kind: str, conversation_id: Any, content: Any, params: Any) -> Turn:
     text = check_content(content) if kind in (SEND, EDIT) else ""
     # The user's answers whose process died hold concurrency slots until they are swept.
     _mark_lost(Message.objects.filter(conversation__owner_id=user.pk))

@@ -58,7 +58,7 @@ def record_generation(prepared: Prepared, outcome: Outcome) -> None:
         status = ENGINE_CRASH
     record(
         GENERATION,
-        actor=_user(prepared.user_id),
+        actor=prepared.user if prepared.user is not None else _user(prepared.user_id),
         target=outcome.request_id,
         outcome=status,
         request_id=outcome.request_id,

@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
@@ -32,7 +32,7 @@ from django.db import transaction
 
 from accounts.ledger import QuotaRefused, check_model, remaining, reserve, settle, settle_lost
 from accounts.models import Reservation
-from accounts.policies import EffectivePolicy, effective_policy
+from accounts.policies import EffectivePolicy, effective_policy, read_once
 from inference.answers import CANCELLED, DETACHED, AnswerStatus, token_usage
 from inference.audit_events import record_generation
 from inference.engine_client import ChatDelta, ChatRequest, EngineError, stream_chat
@@ -73,11 +73,18 @@ class Prepared:
     notices: tuple[str, ...] = ()
     # The policy the reservation was admitted under; settlement reports what is left by it.
     policy: EffectivePolicy | None = None
+    # The user's row when the caller loaded it for this request (the audit event's actor).
+    user: Any = None
 
 
 # --- SEAM: quota ledger and audit trail -----------------------------------------------
 # The only places that call the usage ledger (accounts/ledger.py) and, when it lands, the
 # audit trail (portal).
+
+
+def one_policy_read() -> AbstractContextManager[None]:
+    """A block (one request's admission) in which each user's policy is read from the database once."""
+    return read_once()
 
 
 def _user(user_id: int) -> Any:
@@ -181,6 +188,7 @@ def prepare(
     api_key_prefix: str | None = None,
     engine_params: Mapping[str, Any] | None = None,
     checked: CheckedPrompt | None = None,
+    user: Any = None,
 ) -> Prepared:
     """Check the prompt, pick a ready engine the user may use, count the prompt and reserve the user's tokens.
 
@@ -188,7 +196,9 @@ def prepare(
     ``api_key_prefix`` names the API key of a ``source="api"`` request. ``checked`` is the
     result of :func:`check_prompt` when the caller ran it already (the chat runs it before
     taking its locks); without it the plugins' checks run here first, before anything is
-    reserved: call it outside a transaction then.
+    reserved: call it outside a transaction then. ``user`` is the user's row when the caller
+    has just loaded it (the API's key owner): the checks and the audit event then read it
+    no more.
 
     Raises :class:`GenerationRejected`: ``refused_by_plugin`` or ``plugin_failed`` (see
     :func:`check_prompt`), ``model_not_allowed`` for a model outside the user's policy,
@@ -197,14 +207,14 @@ def prepare(
     the refusal with :func:`inference.audit_events.record_refusal` once its own transaction
     has ended (here it would roll back with the refused turn).
     """
-    policy = effective_policy(_user(user_id))
+    policy = effective_policy(user if user is not None else _user(user_id))
     if sampling.model is not None:
         try:
             check_model(policy, sampling.model)
         except QuotaRefused as exc:
             raise _rejected(exc, source) from exc
     if checked is None:
-        checked = check_prompt(user_id, messages, sampling, source=source)
+        checked = check_prompt(user if user is not None else user_id, messages, sampling, source=source)
     try:
         target = pick_engine(sampling.model, None if policy.all_models else policy.model_names)
     except EngineUnavailable as exc:
@@ -232,6 +242,7 @@ def prepare(
         api_key_prefix=api_key_prefix,
         prompt_tokens=prompt_tokens,
         notices=checked.notices,
+        user=user,
     )
     return reserve_usage(prepared, policy)
 

@@ -89,6 +89,7 @@ def admit(key: ApiKey, completion: CompletionRequest) -> Prepared:
             source=SOURCE,
             api_key_prefix=key.prefix,
             engine_params=completion.engine_params,
+            user=key.owner,
         )
     except GenerationRejected as exc:
         # prepare() ran in no outer transaction here, so the refusal's event stands on its own.

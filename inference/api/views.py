@@ -19,7 +19,7 @@ from accounts.models import ApiKey
 from inference.api import completions
 from inference.api.errors import NOT_FOUND, ApiError, from_refusal
 from inference.api.requests import CompletionRequest, parse_completion, parse_json
-from inference.generation import Prepared
+from inference.generation import Prepared, one_policy_read
 
 
 def _key(request: HttpRequest) -> ApiKey:
@@ -68,9 +68,10 @@ def _admit(request: HttpRequest) -> tuple[CompletionRequest, Prepared]:
     Raises :class:`ApiError`.
     """
     key = _key(request)
-    # The parameters' ranges depend on the owner's policy (max tokens per answer).
-    completion = parse_completion(parse_json(_body(request)), key.owner)
-    prepared = completions.admit(key, completion)
+    with one_policy_read():
+        # The parameters' ranges depend on the owner's policy (max tokens per answer).
+        completion = parse_completion(parse_json(_body(request)), key.owner)
+        prepared = completions.admit(key, completion)
     # The answer may stream for minutes; the database connection this request's thread opened
     # would be held until it ends (PostgreSQL refused new clients at 256 streams, bench/relay.py).
     close_old_connections()
