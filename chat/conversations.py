@@ -293,9 +293,9 @@ def _mark_lost(messages: QuerySet[Message]) -> None:
             record_lost(owner_id, SOURCE, model, request_id)
 
 
-def touch(message_id: int) -> None:
-    """Record that the process writing the answer is alive (see ``LOST_AFTER_SECONDS``)."""
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(heartbeat_at=timezone.now())
+def touch(message_ids: list[int]) -> None:
+    """Record that the process writing these answers is alive (see ``LOST_AFTER_SECONDS``)."""
+    Message.objects.filter(pk__in=message_ids, status=Message.Status.STREAMING).update(heartbeat_at=timezone.now())
 
 
 def settled_or_lost(message_id: int) -> Message | None:

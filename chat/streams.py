@@ -20,8 +20,12 @@ collapse beyond 64 streams (docs/benchmarks.md). Such a socket does not join the
 frames go to the group only while a socket of another process is present (it said so with
 ``stream.attach``).
 
-While it runs, the process touches the answer's heartbeat in the database, so an answer
-whose process died can be told from one whose process is merely slow to answer.
+While answers run, the process touches their heartbeats in the database, so an answer
+whose process died can be told from one whose process is merely slow to answer. One beat
+covers every answer of the process (one UPDATE each ``HEARTBEAT_SECONDS``, on a thread of
+its own): with one task and one UPDATE per answer, a thousand answers starting at once
+queued their beats behind each other's admissions for longer than ``LOST_AFTER_SECONDS``,
+and live answers were taken for lost (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connections
 
 from chat import conversations
 from chat.conversations import Turn
@@ -54,6 +60,42 @@ LISTENER_END_SECONDS = 5.0
 # The streams of this process. Besides naming them, this keeps their tasks referenced:
 # the event loop holds only weak references to tasks.
 _running: dict[int, ChatStream] = {}
+# The task that beats for every answer in _running (see the module's docstring).
+_heart: asyncio.Task[None] | None = None
+
+
+def _start_heart() -> None:
+    global _heart
+    loop = asyncio.get_running_loop()
+    if _heart is None or _heart.done() or _heart.get_loop() is not loop:
+        _heart = loop.create_task(_beat())
+
+
+def _stop_heart_if_idle() -> None:
+    global _heart
+    if not _running and _heart is not None:
+        _heart.cancel()  # nothing left to beat for: do not keep a task sleeping
+        _heart = None
+
+
+async def _beat() -> None:
+    """Touch the heartbeat of every answer this process writes, each ``HEARTBEAT_SECONDS``."""
+    while _running:
+        await asyncio.sleep(conversations.HEARTBEAT_SECONDS)
+        try:
+            # Not thread-sensitive: the one thread every consumer's database work shares may
+            # be minutes behind under a burst of new answers, and the beat must not wait there.
+            await sync_to_async(_touch, thread_sensitive=False)(list(_running))
+        except Exception:
+            # A missed beat is harmless; only a long silence makes the answers lost.
+            logger.exception("heartbeat of %d answers failed", len(_running))
+
+
+def _touch(answer_ids: list[int]) -> None:
+    try:
+        conversations.touch(answer_ids)
+    finally:
+        connections.close_all()  # this worker thread's connection goes back (to the pool)
 
 
 class LocalViewer(Protocol):
@@ -137,7 +179,6 @@ class ChatStream:
         self.channel = ""
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
         self._grace: asyncio.TimerHandle | None = None
 
     def start_frame(self) -> dict[str, Any]:
@@ -160,8 +201,8 @@ class ChatStream:
         self.channel = await self.layer.new_channel()
         await self.layer.group_add(control_group(self.answer_id), self.channel)
         _running[self.answer_id] = self
+        _start_heart()
         self._listener = asyncio.create_task(self._listen())
-        self._heartbeat = asyncio.create_task(self._beat())
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -172,8 +213,7 @@ class ChatStream:
             _watching_here.pop(self.answer_id, None)
             if self._grace is not None:
                 self._grace.cancel()
-            if self._heartbeat is not None:
-                self._heartbeat.cancel()
+            _stop_heart_if_idle()
             await self.layer.group_discard(control_group(self.answer_id), self.channel)
             await self._end_listener()
 
@@ -203,15 +243,6 @@ class ChatStream:
                 # Keep listening: without this loop, stop and re-attach would stop working.
                 logger.exception("chat control of answer %s failed", self.answer_id)
                 await asyncio.sleep(1)
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(conversations.HEARTBEAT_SECONDS)
-            try:
-                await database_sync_to_async(conversations.touch)(self.answer_id)
-            except Exception:
-                # A missed beat is harmless; only a long silence makes the answer lost.
-                logger.exception("heartbeat of answer %s failed", self.answer_id)
 
     async def _control(self, event: dict[str, Any]) -> None:
         kind, channel = event.get("type"), event.get("channel", "")

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
@@ -408,6 +409,28 @@ async def test_a_running_answer_keeps_its_heartbeat_fresh(alice, stub, monkeypat
     assert timezone.now() - answer.heartbeat_at < timedelta(seconds=5)
     await socket.send_json_to({"type": "chat.stop"})
     await frames_until(socket, "done")
+    await socket.disconnect()
+
+
+async def test_a_live_answer_is_not_taken_for_lost_while_the_database_thread_is_busy(alice, stub, monkeypatch):
+    # A burst of new answers keeps the one thread that every socket's database work shares
+    # busy for longer than LOST_AFTER_SECONDS (a thousand at once did, bench/relay.py); here
+    # one long call plays the burst. The answers' heartbeat must not wait behind it.
+    monkeypatch.setattr(conversations, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(conversations, "LOST_AFTER_SECONDS", 0.5)
+    stub.script = Script(pieces=[("", "x ")] * 400, delay=0.01)
+    socket = await chat_socket(alice)
+    await socket.send_json_to(send())
+    start = await socket.receive_json_from(timeout=10)
+    busy = asyncio.ensure_future(database_sync_to_async(time.sleep)(1.5))
+    await asyncio.sleep(1.0)  # the answer is twice LOST_AFTER_SECONDS old, the thread still busy
+    # Another process (here: another thread) looks whether the answer's process is alive.
+    still = await sync_to_async(conversations.settled_or_lost, thread_sensitive=False)(start["answer"])
+    assert still is None, f"a live answer was taken for lost: {still and (still.status, still.error_code)}"
+    await busy
+    await socket.send_json_to({"type": "chat.stop"})
+    frames = await frames_until(socket, "done")
+    assert frames[-1]["status"] == "stopped"
     await socket.disconnect()
 
 
