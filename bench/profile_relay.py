@@ -80,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             portal_stack.register_stub(stack, stub_url)
             creds = portal_stack.credentials(stack)
             collapsed = args.out or Path(tmp) / "profile.txt"
+            # py-spy is installed beside this interpreter (requirements-dev.txt).
+            py_spy = Path(sys.executable).with_name("py-spy")
             spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(web_process.pid), "--format", "raw", "--output", str(collapsed),
+                [str(py_spy), "record", "--pid", str(web_process.pid), "--format", "raw", "--output", str(collapsed),
                  "--rate", "200", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
