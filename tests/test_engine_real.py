@@ -182,6 +182,7 @@ def test_the_supervisor_records_metrics_samples(engine_stack):
     assert hosts[0][1] > 0
 
 
+@pytest.mark.process_lifecycle
 def test_a_sigkilled_vllm_is_seen_as_a_crash_and_the_engine_is_ready_again(engine_stack):
     before = engine_stack.engine()
     os.kill(before["pid"], signal.SIGKILL)
@@ -198,6 +199,7 @@ def test_a_sigkilled_vllm_is_seen_as_a_crash_and_the_engine_is_ready_again(engin
     assert "engine exited with status 137" in log
 
 
+@pytest.mark.process_lifecycle
 def test_stop_leaves_no_process_behind_and_start_brings_it_back(engine_stack):
     second = f"{engine_stack.engine_name}b"
     copy = (

@@ -45,7 +45,8 @@ from tests.chat_socket import chat_socket, frames_until, loop_cleaned_up  # noqa
 from tests.external_servers import plain_web_server
 from tests.stack import ENGINE_PYTHON, READY_TIMEOUT, Stack, free_port, wait_until
 
-pytestmark = pytest.mark.engine
+# A second vLLM of its own, started and killed: process supervision, run once per CI.
+pytestmark = [pytest.mark.engine, pytest.mark.process_lifecycle]
 
 PROBE_SECONDS = 5.0  # PORTAL_EXTERNAL_ENGINE_PROBE_SECONDS's default, which the stack keeps
 

@@ -112,6 +112,7 @@ def settlement() -> dict[str, Any]:
     }
 
 
+@pytest.mark.process_lifecycle
 async def test_vllm_killed_mid_answer_ends_every_stream_with_an_error_and_comes_back(alice: Any, engine: Stack) -> None:
     before = await asyncio.to_thread(engine.engine)
     secret = await database_sync_to_async(key_for)(alice)
