@@ -1,4 +1,4 @@
-"""How many database queries one ``/v1`` answer runs, from the key to the settled ledger.
+"""How many database queries one ``/v1`` answer (and a chat turn's admission) runs.
 
 Every query is web CPU taken from the engine on a machine they share (docs/benchmarks.md):
 this pins the count, so that a change that adds one to the hot path has to say so here.
@@ -65,3 +65,14 @@ async def test_one_streamed_answer_runs_a_bounded_number_of_queries(alice: Any, 
     assert len(statements) <= MAX_QUERIES, "\n".join(statements)
     policy_reads = [sql for sql in statements if "accounts_userpolicy" in sql]
     assert len(policy_reads) == 1
+
+
+async def test_a_chat_turn_reads_the_users_policy_once(alice: Any, stub: Any, queries: list[str]) -> None:
+    # The parameters' ranges (in each of the turn's two plans) and the admission all ask for
+    # the policy; within one turn it is read once (accounts.policies.read_once).
+    from chat import conversations
+
+    turn = await database_sync_to_async(conversations.begin_turn)(alice, "send", None, "Hello?", {})
+    assert turn.answer.pk is not None
+    policy_reads = [sql for sql in queries if "accounts_userpolicy" in sql]
+    assert len(policy_reads) == 1, len(policy_reads)
